@@ -1,0 +1,51 @@
+# tsh-infra developer entry points. `make test` is the README's test command and what CI runs.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+# Scenarios in the order they run, two at a time (TSH_MOLECULE_JOBS).
+SCENARIOS ?= ufw base
+
+.PHONY: help setup images apt-cache lint unit molecule test clean
+
+help:
+	@echo "make setup     create $(VENV) with the pinned tools (requirements.txt)"
+	@echo "make images    build the Debian 12/13 systemd test images when missing"
+	@echo "make lint      yamllint + ansible-lint (production profile)"
+	@echo "make unit      unit tests (pytest tests/unit)"
+	@echo "make molecule  every molecule scenario: $(SCENARIOS)"
+	@echo "make test      lint + unit + molecule; non-zero on any failure"
+
+$(BIN)/molecule: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+setup: $(BIN)/molecule
+
+images:
+	tests/bed/images.sh
+
+apt-cache:
+	tests/bed/apt-cache.sh
+
+lint: setup
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --profile production
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+molecule: setup images apt-cache
+	tests/bed/molecule.sh $(SCENARIOS)
+
+test: lint unit molecule
+
+clean:
+	rm -rf .molecule-logs .pytest_cache

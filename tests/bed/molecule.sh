@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Run molecule scenarios, $TSH_MOLECULE_JOBS at a time (default 2), each on Debian 12 and 13.
+# Logs go to .molecule-logs/<scenario>.log; a summary with each scenario's wall time is printed
+# and the exit status is non-zero when any scenario failed.
+#
+# Usage: tests/bed/molecule.sh scenario [scenario ...]
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+jobs_max=${TSH_MOLECULE_JOBS:-2}
+logdir=.molecule-logs
+mkdir -p "$logdir"
+: "${TSH_APT_PROXY:=1}"
+export TSH_APT_PROXY
+
+declare -A pid_of start_of
+results=()
+failed=0
+
+finish() {
+  local scenario=$1 rc=$2 took=$(( SECONDS - start_of[$1] ))
+  if [[ $rc -eq 0 ]]; then
+    results+=("PASS $scenario ${took}s")
+  else
+    results+=("FAIL $scenario ${took}s (log: $logdir/$scenario.log)")
+    failed=$((failed + 1))
+    echo "---- $scenario failed; last lines of $logdir/$scenario.log ----"
+    tail -n 80 "$logdir/$scenario.log"
+  fi
+  echo "molecule: $scenario finished rc=$rc in ${took}s"
+}
+
+reap_one() {
+  local s
+  while true; do
+    for s in "${!pid_of[@]}"; do
+      if ! kill -0 "${pid_of[$s]}" 2>/dev/null; then
+        wait "${pid_of[$s]}"
+        finish "$s" $?
+        unset "pid_of[$s]"
+        return
+      fi
+    done
+    sleep 1
+  done
+}
+
+for scenario in "$@"; do
+  while (( ${#pid_of[@]} >= jobs_max )); do reap_one; done
+  echo "molecule: starting $scenario"
+  start_of[$scenario]=$SECONDS
+  molecule test -s "$scenario" >"$logdir/$scenario.log" 2>&1 &
+  pid_of[$scenario]=$!
+done
+while (( ${#pid_of[@]} > 0 )); do reap_one; done
+
+echo "==== molecule summary ===="
+printf '%s\n' "${results[@]}"
+passed=$(( $# - failed ))
+echo "molecule: $passed passed, $failed failed"
+exit $(( failed > 0 ))

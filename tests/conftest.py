@@ -1,0 +1,57 @@
+"""Helpers shared by the molecule verifiers (tests/molecule/<scenario>) and unit tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def scenario_name() -> str:
+    return os.environ.get("MOLECULE_SCENARIO_NAME", "")
+
+
+def outside_host(name: str):
+    """A testinfra host for the helper container <scenario>-outside-<name>."""
+    import testinfra
+
+    return testinfra.get_host(f"docker://{scenario_name()}-outside-{name}")
+
+
+def container_ip(container: str) -> str:
+    """The container's address on the scenario's Docker network."""
+    out = subprocess.run(
+        ["docker", "inspect", container], check=True, capture_output=True, text=True
+    ).stdout
+    networks = json.loads(out)[0]["NetworkSettings"]["Networks"]
+    return networks[f"tsh-{scenario_name()}"]["IPAddress"]
+
+
+def tcp_open(prober, address: str, port: int, timeout: int = 3) -> bool:
+    """Whether prober can open a TCP connection to address:port within timeout seconds."""
+    cmd = prober.run(
+        f"timeout {timeout} bash -c 'exec 3<>/dev/tcp/{address}/{port}'"
+    )
+    return cmd.rc == 0
+
+
+def run_playbook(playbook: str | pathlib.Path, *args: str, limit: str | None = None):
+    """Run ansible-playbook against the molecule inventory; return the CompletedProcess."""
+    env = dict(os.environ)
+    env["ANSIBLE_ROLES_PATH"] = str(REPO / "roles")
+    env["ANSIBLE_FORCE_COLOR"] = "0"
+    env["ANSIBLE_NOCOLOR"] = "1"
+    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook), *args]
+    if limit:
+        cmd += ["--limit", limit]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
+
+
+@pytest.fixture(scope="session")
+def scenario() -> str:
+    return scenario_name()
