@@ -52,6 +52,12 @@ def run_playbook(playbook: str | pathlib.Path, *args: str, limit: str | None = N
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
 
 
+def output(run) -> str:
+    """stdout and stderr of a run_playbook() result with all whitespace folded to single spaces,
+    so a message wrapped by the callback still matches as one line."""
+    return " ".join((run.stdout + " " + run.stderr).split())
+
+
 @pytest.fixture(scope="session")
 def scenario() -> str:
     return scenario_name()

@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from conftest import container_ip, outside_host, run_playbook, scenario_name, tcp_open
+from conftest import container_ip, outside_host, output, run_playbook, scenario_name, tcp_open
 
 testinfra_hosts = ["ansible://targets"]
 
@@ -69,7 +69,7 @@ def test_refuses_to_lock_out_the_controller(host):
         limit=name,
     )
     assert run.returncode != 0
-    assert "connects from 198.51.100.7, which is not in ufw_ssh_allowed_sources" in run.stdout
+    assert "connects from 198.51.100.7, which is not in ufw_ssh_allowed_sources" in output(run)
     assert _rules(host) == before
 
 
@@ -77,7 +77,7 @@ def test_refuses_an_empty_allow_list(host):
     before = _rules(host)
     run = run_playbook(APPLY, "-e", '{"ufw_ssh_allowed_sources": []}', limit=host.backend.get_hostname())
     assert run.returncode != 0
-    assert "ufw_ssh_allow_from_anywhere: true" in run.stdout
+    assert "ufw_ssh_allow_from_anywhere: true" in output(run)
     assert _rules(host) == before
 
 
@@ -87,7 +87,7 @@ def test_refuses_a_malformed_source(host):
         APPLY, "-e", '{"ufw_ssh_allowed_sources": ["10.0.0.300"]}', limit=host.backend.get_hostname()
     )
     assert run.returncode != 0
-    assert "10.0.0.300" in run.stdout
+    assert "10.0.0.300" in output(run)
     assert _rules(host) == before
 
 
@@ -98,7 +98,7 @@ def test_stale_rules_are_removed(host):
     run = run_playbook(
         APPLY, "-e", f'{{"ufw_ssh_allowed_sources": ["{allowed_ip}"]}}', limit=host.backend.get_hostname()
     )
-    assert run.returncode == 0, run.stdout[-3000:]
+    assert run.returncode == 0, output(run)[-3000:]
     rules = _rules(host)
     assert "9999" not in rules
     assert f"ufw allow from {allowed_ip} to any port 22 proto tcp" in rules
