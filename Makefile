@@ -12,9 +12,11 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Scenarios in the order they run, two at a time (TSH_MOLECULE_JOBS).
 SCENARIOS ?= ufw base
 
-.PHONY: help setup images apt-cache lint unit molecule test clean
+.PHONY: help up down setup images apt-cache lint unit molecule test clean
 
 help:
+	@echo "make up        a local container standing in for the droplet, provisioned with site.yml"
+	@echo "make down      remove it"
 	@echo "make setup     create $(VENV) with the pinned tools (requirements.txt)"
 	@echo "make images    build the Debian 12/13 systemd test images when missing"
 	@echo "make lint      yamllint + ansible-lint (production profile)"
@@ -46,6 +48,12 @@ molecule: setup images apt-cache
 	tests/bed/molecule.sh $(SCENARIOS)
 
 test: lint unit molecule
+
+up: setup
+	tests/bed/local.sh up
+
+down:
+	tests/bed/local.sh down
 
 clean:
 	rm -rf .molecule-logs .pytest_cache
