@@ -12,14 +12,16 @@ mkdir -p "$logdir"
 : "${TSH_APT_PROXY:=1}"
 export TSH_APT_PROXY
 
-declare -A pid_of start_of
+declare -A pid_of=() start_of=()
 results=()
 failed=0
+passed=0
 
 finish() {
   local scenario=$1 rc=$2 took=$(( SECONDS - start_of[$1] ))
   if [[ $rc -eq 0 ]]; then
     results+=("PASS $scenario ${took}s")
+    passed=$((passed + 1))
   else
     results+=("FAIL $scenario ${took}s (log: $logdir/$scenario.log)")
     failed=$((failed + 1))
@@ -55,6 +57,8 @@ while (( ${#pid_of[@]} > 0 )); do reap_one; done
 
 echo "==== molecule summary ===="
 printf '%s\n' "${results[@]}"
-passed=$(( $# - failed ))
 echo "molecule: $passed passed, $failed failed"
-exit $(( failed > 0 ))
+if (( passed != $# )); then
+  echo "molecule: $# scenarios asked for, $passed passed" >&2
+  exit 1
+fi
