@@ -1,0 +1,234 @@
+"""Blue/green deploys of the sample app, end to end, on every target.
+
+The steps run in file order and each builds on the one before (module-scoped fixtures):
+v1 (blue), v2 (green), a release whose health fails, rollback refused while the other colour is
+unhealthy, a concurrent deploy refused by the lock, a broken nginx config at switch time, and a
+rollback to the healthy previous release.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import time
+
+import pytest
+
+from conftest import REPO, output, run_playbook
+
+testinfra_hosts = ["ansible://targets"]
+
+GROUPS = str(pathlib.Path(__file__).with_name("inventory_groups.yml"))
+SAMPLE = REPO / "tests/fixtures/sample_app"
+PYTHONS = '{"build_python_versions": ["3.11", "3.13"]}'
+
+
+def build(build_dir, version, faults=None):
+    args = ["ansible-playbook", str(REPO / "playbooks/build.yml"), "-e", f"app_src={SAMPLE}",
+            "-e", f"app_version={version}", "-e", f"build_dir={build_dir}", "-e", PYTHONS]
+    if faults:
+        args += ["-e", json.dumps({"app_faults": faults})]
+    run = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("releases")
+    build(path, "v1")
+    build(path, "v2")
+    build(path, "v3-unhealthy", faults={"health": "fail"})
+    return path
+
+
+def deploy(build_dir, version, *extra):
+    return run_playbook(REPO / "deploy.yml", "-i", GROUPS, "-e", f"release_version={version}",
+                        "-e", f"deploy_build_dir={build_dir}", *extra)
+
+
+def rollback(*extra):
+    return run_playbook(REPO / "playbooks/rollback.yml", "-i", GROUPS, *extra)
+
+
+def served(host):
+    """The /health JSON that nginx serves for the API's public name on this host."""
+    cmd = host.run("curl -sk --max-time 5 --resolve erp.tsh.sale:443:127.0.0.1 https://erp.tsh.sale/health")
+    assert cmd.rc == 0, cmd.stderr
+    return json.loads(cmd.stdout)
+
+
+def active_link(host):
+    return host.file("/etc/nginx/upstreams/tsh_erp_active.conf").linked_to
+
+
+def audit(host):
+    lines = host.file("/opt/tsh_erp/deploy/audit.log").content_string.splitlines()
+    return [json.loads(line) for line in lines]
+
+
+# 1. v1 into blue ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def step_v1(build_dir):
+    run = deploy(build_dir, "v1")
+    assert run.returncode == 0, output(run)[-4000:]
+    return run
+
+
+def test_v1_serves_from_blue(host, step_v1):
+    assert active_link(host).endswith("tsh_erp_blue.conf")
+    body = served(host)
+    assert body["version"] == "v1" and body["color"] == "blue"
+    assert body["status"] == "healthy" and body["database"]["status"] == "healthy"
+    assert host.service("tsh_erp-blue").is_running
+    assert host.service("tsh_erp-blue").is_enabled
+    assert audit(host)[-1]["outcome"] == "success"
+
+
+def test_units_run_unprivileged_on_loopback(host, step_v1):
+    user = host.check_output("ps -o user= -C python3 | sort -u")
+    assert user.split() == ["tsh_erp"], user
+    assert host.socket("tcp://127.0.0.1:8001").is_listening
+    assert not host.socket("tcp://0.0.0.0:8001").is_listening
+    env = host.file("/opt/tsh_erp/shared/env/prod.env")
+    assert env.mode == 0o600 and env.user == "root"
+
+
+# 2. v2 into green --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def step_v2(step_v1, build_dir):
+    run = deploy(build_dir, "v2")
+    assert run.returncode == 0, output(run)[-4000:]
+    return run
+
+
+def test_v2_serves_from_green_and_blue_is_stopped(host, step_v2):
+    assert active_link(host).endswith("tsh_erp_green.conf")
+    body = served(host)
+    assert body["version"] == "v2" and body["color"] == "green"
+    assert not host.service("tsh_erp-blue").is_running
+    assert not host.service("tsh_erp-blue").is_enabled
+    assert host.service("tsh_erp-green").is_enabled
+    record = audit(host)[-1]
+    assert record["outcome"] == "success" and record["from_color"] == "blue" and record["to_color"] == "green"
+    assert {"install", "gate", "switch", "retire"} <= set(record["durations_s"])
+
+
+# 3. an unhealthy release is refused ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def step_unhealthy(step_v2, build_dir):
+    return deploy(build_dir, "v3-unhealthy")
+
+
+def test_unhealthy_release_is_refused_and_v2_keeps_serving(host, step_unhealthy):
+    assert step_unhealthy.returncode != 0
+    text = output(step_unhealthy)
+    assert "did not pass the health gate" in text
+    assert '"status": "failing"' in text or "'status': 'failing'" in text or "failing" in text
+    assert active_link(host).endswith("tsh_erp_green.conf")
+    assert served(host)["version"] == "v2"
+    assert not host.service("tsh_erp-blue").is_running
+    assert host.file("/opt/tsh_erp/current-blue").linked_to.endswith("releases/v1")
+    record = audit(host)[-1]
+    assert record["outcome"] == "failed" and record["failed_phase"] == "gate"
+    assert "health gate" in record["reason"]
+    assert not host.file("/opt/tsh_erp/deploy/lock").exists
+
+
+# 4. rollback refused while the other colour is unhealthy -------------------------------------
+@pytest.fixture(scope="module")
+def step_rollback_refused(step_unhealthy):
+    faults = "/opt/tsh_erp/releases/v1/FAULTS.json"
+    # Every target gets the fault before the rollback runs (the fixture runs once per module).
+    for name in ("bluegreen-debian12", "bluegreen-debian13"):
+        subprocess.run(["docker", "exec", name, "sh", "-c", f"echo '{{\"health\": \"fail\"}}' > {faults}"], check=True)
+    run = rollback()
+    for name in ("bluegreen-debian12", "bluegreen-debian13"):
+        subprocess.run(["docker", "exec", name, "rm", "-f", faults], check=True)
+    return run
+
+
+def test_rollback_refused_when_other_colour_unhealthy(host, step_rollback_refused):
+    assert step_rollback_refused.returncode != 0
+    assert "refused" in output(step_rollback_refused)
+    assert active_link(host).endswith("tsh_erp_green.conf")
+    assert served(host)["version"] == "v2"
+    assert not host.service("tsh_erp-blue").is_running
+
+
+# 5. a second concurrent deploy is refused by the lock ----------------------------------------
+@pytest.fixture(scope="module")
+def step_concurrent(step_rollback_refused, build_dir):
+    first = subprocess.Popen(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-i", GROUPS,
+         str(REPO / "deploy.yml"), "-e", "release_version=v1", "-e", f"deploy_build_dir={build_dir}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    # Wait (bounded) until the first deploy holds the lock on the first target.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        probe = subprocess.run(["docker", "exec", "bluegreen-debian12", "test", "-f",
+                                "/opt/tsh_erp/deploy/lock/holder.json"], check=False)
+        if probe.returncode == 0:
+            break
+        assert first.poll() is None, "first deploy ended before taking the lock"
+        time.sleep(0.2)
+    second = deploy(build_dir, "v2", "--limit", "bluegreen-debian12")
+    first_out, _ = first.communicate(timeout=600)
+    return first.returncode, first_out, second
+
+
+def test_concurrent_deploy_refused_by_lock(host, step_concurrent):
+    first_rc, first_out, second = step_concurrent
+    assert first_rc == 0, first_out[-4000:]
+    assert second.returncode != 0
+    assert "is held by" in output(second) and "deploying v1" in output(second)
+    # The first deploy went through: v1 now serves from blue.
+    assert served(host)["version"] == "v1"
+    assert active_link(host).endswith("tsh_erp_blue.conf")
+
+
+# 6. a broken nginx config at switch time leaves the old link ----------------------------------
+@pytest.fixture(scope="module")
+def step_broken_nginx(step_concurrent, build_dir):
+    upstream = "/etc/nginx/upstreams/tsh_erp_green.conf"
+    for name in ("bluegreen-debian12", "bluegreen-debian13"):
+        subprocess.run(["docker", "exec", name, "cp", upstream, "/root/green.conf.bak"], check=True)
+        subprocess.run(["docker", "exec", name, "sh", "-c", f"echo 'this is not nginx;' >> {upstream}"], check=True)
+    run = deploy(build_dir, "v2")
+    for name in ("bluegreen-debian12", "bluegreen-debian13"):
+        subprocess.run(["docker", "exec", name, "cp", "/root/green.conf.bak", upstream], check=True)
+    return run
+
+
+def test_broken_nginx_at_switch_keeps_old_link(host, step_broken_nginx):
+    assert step_broken_nginx.returncode != 0
+    assert "nginx -t failed after the switch" in output(step_broken_nginx)
+    assert active_link(host).endswith("tsh_erp_blue.conf")
+    assert served(host)["version"] == "v1"
+    assert host.run("nginx -t").rc == 0
+    assert audit(host)[-1]["failed_phase"] == "switch"
+
+
+# 7. rollback to the healthy previous release ------------------------------------------------
+@pytest.fixture(scope="module")
+def step_rollback(step_broken_nginx):
+    run = rollback()
+    assert run.returncode == 0, output(run)[-4000:]
+    return run
+
+
+def test_rollback_to_previous_release(host, step_rollback):
+    assert active_link(host).endswith("tsh_erp_green.conf")
+    body = served(host)
+    assert body["version"] == "v2" and body["color"] == "green"
+    assert not host.service("tsh_erp-blue").is_running
+    assert audit(host)[-1]["operation"] == "rollback"
+
+
+def test_status_reports_colours_and_deploys(step_rollback):
+    run = run_playbook(REPO / "playbooks/status.yml", "-i", GROUPS)
+    assert run.returncode == 0, output(run)[-3000:]
+    text = output(run)
+    assert "active_color" in text and "green" in text and "last_deploys" in text
