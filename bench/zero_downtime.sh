@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Zero-downtime benchmark: while deploy.yml and then rollback.yml run, a load generator in its own
+# container on the same Docker network sends requests to https://erp.tsh.sale/health through nginx.
+# Prints requests sent, failed (non-200 or connection error; the target is 0), p50/p99 latency
+# and the wall time of the deploy and the rollback.
+#
+# Needs a converged stack in a container (default: the bluegreen scenario's Debian 12 target):
+#   .venv/bin/molecule converge -s bluegreen
+#   bench/zero_downtime.sh [target-container] [inventory-dir]
+# Traffic goes only to that container's address on the scenario's own Docker network, bounded
+# in rate (BENCH_RATE requests/s) and time (it stops when the rollback ends, at most 600 s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+
+target=${1:-bluegreen-debian12}
+network=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' "$target" | awk '{print $1}')
+ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$target")
+gateway=$(docker network inspect -f '{{(index .IPAM.Config 0).Gateway}}' "$network")
+inventory=${2:-$(dirname "$(find "$HOME/.ansible/tmp" -path '*bluegreen/inventory/ansible_inventory.yml' 2>/dev/null | head -n1)")}
+groups=tests/molecule/bluegreen/inventory_groups.yml
+rate=${BENCH_RATE:-120}
+workers=10
+builds=$(mktemp -d)
+load=tsh-bench-load
+trap 'docker rm -f "$load" >/dev/null 2>&1; rm -rf "$builds"' EXIT
+
+echo "bench: target $target ($ip on $network), $rate requests/s"
+for v in bench-a bench-b; do
+  ansible-playbook playbooks/build.yml -e app_src="$PWD/tests/fixtures/sample_app" -e app_version=$v \
+    -e build_dir="$builds" -e '{"build_python_versions": ["3.11", "3.13"]}' >/dev/null
+done
+play() { ansible-playbook -i "$inventory" -i "$groups" --limit "$target" "$@" -e deploy_build_dir="$builds"; }
+
+echo "bench: first deploy (bench-a), not measured"
+play deploy.yml -e release_version=bench-a >/dev/null
+
+if docker container inspect "$load" >/dev/null 2>&1; then docker rm -f "$load" >/dev/null; fi
+docker run -d --name "$load" --network "$network" --add-host "erp.tsh.sale:$ip" \
+  "${TSH_IMAGE_DEBIAN12:-tsh-infra/systemd:debian12}" sleep 900 >/dev/null
+docker exec "$load" sh -c "echo 'Acquire::http::Proxy \"http://$gateway:3142\";' > /etc/apt/apt.conf.d/01proxy \
+  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null"
+
+# hey stops on SIGINT and prints its report; -z bounds it in any case.
+docker exec -d "$load" sh -c "hey -z 600s -c $workers -q $((rate / workers)) -disable-keepalive=false \
+  https://erp.tsh.sale/health > /tmp/hey.out 2>&1"
+until docker exec "$load" pgrep -x hey >/dev/null; do sleep 0.2; done
+
+start=$(date +%s.%N)
+play deploy.yml -e release_version=bench-b >/dev/null
+mid=$(date +%s.%N)
+play playbooks/rollback.yml >/dev/null
+end=$(date +%s.%N)
+
+docker exec "$load" pkill -INT -x hey
+while docker exec "$load" pgrep -x hey >/dev/null; do sleep 0.2; done
+docker exec "$load" cat /tmp/hey.out > "$builds/hey.out"
+
+python3 - "$builds/hey.out" "$start" "$mid" "$end" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+start, mid, end = map(float, sys.argv[2:5])
+codes = {int(c): int(n) for c, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)}
+errors = sum(int(n) for n in re.findall(r"\[(\d+)\]\s+Get ", text))
+sent = sum(codes.values()) + errors
+failed = sum(n for c, n in codes.items() if c != 200) + errors
+p50 = re.search(r"50%+ in ([\d.]+) secs", text)
+p99 = re.search(r"99%+ in ([\d.]+) secs", text)
+rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+print(f"requests sent:      {sent}")
+print(f"failed:             {failed}  (status codes {codes}, connection errors {errors})")
+print(f"rate:               {rps.group(1) if rps else '?'} requests/s")
+print(f"latency p50 / p99:  {float(p50.group(1))*1000:.1f} ms / {float(p99.group(1))*1000:.1f} ms" if p50 and p99 else "latency: ?")
+print(f"deploy wall time:   {mid - start:.1f} s")
+print(f"rollback wall time: {end - mid:.1f} s")
+if failed:
+    print(text[-3000:])
+    sys.exit(1)
+PY
