@@ -115,6 +115,13 @@ def test_v2_serves_from_green_and_blue_is_stopped(host, step_v2):
     assert {"install", "gate", "switch", "retire"} <= set(record["durations_s"])
 
 
+def test_static_frontends_switch_with_the_backend(host, step_v2):
+    for path, site in (("/var/www/tsh/consumer", "shop.tsh.sale"), ("/var/www/tsh/admin", "www.tsh.sale")):
+        assert host.file(path).linked_to.endswith(f"releases/v2/static/{path.rsplit('/', 1)[1]}")
+        page = host.run(f"curl -sk --max-time 5 --resolve {site}:443:127.0.0.1 https://{site}/")
+        assert page.rc == 0 and "sample" in page.stdout, page.stdout
+
+
 # 3. an unhealthy release is refused ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def step_unhealthy(step_v2, build_dir):
