@@ -54,6 +54,19 @@ def app_data(host):
     ensure_orders(host)
 
 
+_CHECK = {}
+
+
+def test_check_mode_on_a_converged_host_changes_nothing(host):
+    """--check --diff of the scenario's own converge reports no change and fails nowhere."""
+    if not _CHECK:
+        _CHECK["run"] = run_playbook(REPO / "molecule/backups/converge.yml", "--check", "--diff")
+    run = _CHECK["run"]
+    assert run.returncode == 0, output(run)[-3000:]
+    recap = output(run).split("PLAY RECAP", 1)[1]
+    assert recap.split(f"{host.backend.get_hostname()} : ", 1)[1].split()[1] == "changed=0"
+
+
 def test_timers_scheduled_daily_persistent_randomised(host):
     for timer in ("tsh-backup.timer", "tsh-backup-verify.timer"):
         props = dict(
@@ -186,8 +199,10 @@ def restore_story():
     count = f"SELECT count(*) FROM orders WHERE note = '{marker}'"
     for t in targets:
         ensure_orders(t)
-        t.run_expect([0], "printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /etc/systemd/system/tsh-erp@.service"
-                     " && systemctl daemon-reload && systemctl start tsh-erp@blue.service")
+        for colour in ("blue", "green"):
+            t.run_expect([0], "printf '[Service]\\nExecStart=/bin/sleep infinity\\n' "
+                         f"> /etc/systemd/system/tsh_erp-{colour}.service")
+        t.run_expect([0], "systemctl daemon-reload && systemctl start tsh_erp-blue.service")
         sql(t, f"INSERT INTO orders (note) VALUES ('{marker}')")
     _RESTORE["total"] = {t.backend.get_hostname(): sql(t, "SELECT count(*) FROM orders") for t in targets}
     _RESTORE["backup"] = run_playbook(BACKUP, *inventory)
@@ -195,16 +210,16 @@ def restore_story():
         sql(t, f"DELETE FROM orders WHERE note = '{marker}'")
     _RESTORE["refused"] = run_playbook(RESTORE, *inventory)
     _RESTORE["after_refused"] = {t.backend.get_hostname(): sql(t, count) for t in targets}
-    started = {t.backend.get_hostname(): t.check_output("systemctl show -p ActiveEnterTimestampMonotonic tsh-erp@blue")
+    started = {t.backend.get_hostname(): t.check_output("systemctl show -p ActiveEnterTimestampMonotonic tsh_erp-blue")
                for t in targets}
     _RESTORE["restore"] = run_playbook(RESTORE, *inventory, "-e", "backups_restore_confirm=tsh_erp")
     _RESTORE["after"] = {
         t.backend.get_hostname(): {
             "rows": sql(t, count),
-            "blue_restarted": t.check_output("systemctl show -p ActiveEnterTimestampMonotonic tsh-erp@blue")
+            "blue_restarted": t.check_output("systemctl show -p ActiveEnterTimestampMonotonic tsh_erp-blue")
             != started[t.backend.get_hostname()],
-            "blue": t.check_output("systemctl is-active tsh-erp@blue || test $? -eq 3"),
-            "green": t.check_output("systemctl is-active tsh-erp@green || test $? -eq 3"),
+            "blue": t.check_output("systemctl is-active tsh_erp-blue || test $? -eq 3"),
+            "green": t.check_output("systemctl is-active tsh_erp-green || test $? -eq 3"),
             "app_login": t.run("PGPASSWORD=molecule-app-password-0123 psql 'host=127.0.0.1 dbname=tsh_erp user=tsh_erp' "
                                "-AXqt -c 'SELECT count(*) FROM orders'").stdout.strip(),
         }

@@ -12,6 +12,7 @@ from conftest import container_ip, outside_host, output, run_playbook, tcp_open
 testinfra_hosts = ["ansible://targets"]
 
 APPLY = pathlib.Path(__file__).with_name("apply_postgres.yml")
+CONVERGE = pathlib.Path(__file__).resolve().parents[3] / "molecule/postgres/converge.yml"
 APP_PASSWORD = "molecule-app-password-0123"
 RO_PASSWORD = "molecule-ro-password-0123"
 
@@ -148,6 +149,16 @@ def test_memory_and_connections_sized_for_4gb(host):
         "max_connections": "100",
     }
     assert psql_admin(host, "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'tsh_erp'") == "80"
+
+
+def test_check_mode_on_a_converged_host_changes_nothing(host):
+    """--check --diff of the scenario's own converge reports no change and fails nowhere."""
+    if "check" not in _RUNS:
+        _RUNS["check"] = run_playbook(CONVERGE, "--check", "--diff")
+    run = _RUNS["check"]
+    assert run.returncode == 0, output(run)[-3000:]
+    recap = output(run).split("PLAY RECAP", 1)[1]
+    assert recap.split(f"{host.backend.get_hostname()} : ", 1)[1].split()[1] == "changed=0"
 
 
 def test_capacity_check_fails_before_any_change(host):
