@@ -117,6 +117,23 @@ def test_websocket_upgrade_passes_connection_upgrade(host, ip):
     assert seen["headers"]["upgrade"] == "websocket"
 
 
+@pytest.mark.parametrize(("colour", "port"), [("blue", 8001), ("green", 8002)])
+def test_preview_listener_reaches_either_colour(host, colour, port):
+    """The deploy gate's loopback listener reaches the named colour whatever is active."""
+    cmd = host.run(
+        f"curl -s --max-time 5 -H 'Host: erp.tsh.sale' -H 'X-TSH-Preview-Color: {colour}' http://127.0.0.1:8099/health"
+    )
+    assert cmd.rc == 0, cmd.stderr
+    assert json.loads(cmd.stdout)["port"] == port
+
+
+def test_preview_listener_needs_a_colour_and_stays_on_loopback(host, ip):
+    status = host.check_output("curl -s -o /dev/null -w '%{http_code}' -H 'Host: erp.tsh.sale' http://127.0.0.1:8099/")
+    assert status == "400"
+    assert not host.socket(f"tcp://{ip}:8099").is_listening
+    assert host.run(f"curl -s --max-time 3 http://{ip}:8099/").rc == 7  # connection refused
+
+
 @pytest.mark.parametrize(
     ("name", "marker"),
     [("www.tsh.sale", "tsh-admin-index"), ("shop.tsh.sale", "tsh-consumer-index"),
