@@ -9,8 +9,8 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-# Scenarios in the order they run, two at a time (TSH_MOLECULE_JOBS).
-SCENARIOS ?= ufw base
+# Scenarios in the order they start, two at a time (TSH_MOLECULE_JOBS); the longest first.
+SCENARIOS ?= bluegreen backups postgres nginx ufw base
 
 .PHONY: help up down setup images apt-cache lint unit molecule test clean
 

@@ -34,12 +34,26 @@ up() {
   gateway=$(docker network inspect -f '{{(index .IPAM.Config 0).Gateway}}' "$network")
   docker exec "$name" sh -c "echo 'Acquire::http::Proxy \"http://$gateway:3142\";' > /etc/apt/apt.conf.d/01tsh-local-proxy"
   ansible-playbook -i inventories/local site.yml
+  # The sample app stands in for the backend: build a release and deploy it blue/green.
+  version="local-$(date -u +%Y%m%dT%H%M%SZ)"
+  ansible-playbook playbooks/build.yml -e app_src="$PWD/tests/fixtures/sample_app" -e app_version="$version" \
+    -e "{\"build_python_versions\": [\"$(docker exec "$name" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')\"]}"
+  ansible-playbook -i inventories/local deploy.yml -e release_version="$version"
   ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$name")
+  health=$(curl -sk --max-time 5 --resolve erp.tsh.sale:8443:127.0.0.1 https://erp.tsh.sale:8443/health)
   cat <<EOT
 
-Local stack is up: container $name ($ip), provisioned by site.yml.
+Local stack is up: container $name ($ip), provisioned by site.yml, sample app $version deployed.
+Every site, from this machine (self-signed placeholder certificate until ACME runs, hence -k):
+  curl -k --resolve tsh.sale:8443:127.0.0.1 https://tsh.sale:8443/               (redirects to www)
+  curl -k --resolve www.tsh.sale:8443:127.0.0.1 https://www.tsh.sale:8443/       (ERP admin)
+  curl -k --resolve erp.tsh.sale:8443:127.0.0.1 https://erp.tsh.sale:8443/health (API)
+  curl -k --resolve shop.tsh.sale:8443:127.0.0.1 https://shop.tsh.sale:8443/     (consumer app)
+  curl -k --resolve consumer.tsh.sale:8443:127.0.0.1 https://consumer.tsh.sale:8443/
+  curl --resolve erp.tsh.sale:8080:127.0.0.1 -I http://erp.tsh.sale:8080/        (301 to https)
+API health: $health
+  status:       ansible-playbook -i inventories/local playbooks/status.yml
   shell:        docker exec -it $name bash
-  published:    http://127.0.0.1:8080 -> :80, https://127.0.0.1:8443 -> :443
   remove it:    make down
 EOT
 }
