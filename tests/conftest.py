@@ -13,7 +13,8 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def scenario_name() -> str:
-    return os.environ.get("MOLECULE_SCENARIO_NAME", "")
+    """The scenario's instance prefix: TSH_TEST_ID + scenario (see .config/molecule/config.yml)."""
+    return os.environ.get("TSH_TEST_ID", "") + os.environ.get("MOLECULE_SCENARIO_NAME", "")
 
 
 def outside_host(name: str):

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import REPO, output, run_playbook
+from conftest import REPO, output, run_playbook, scenario_name
 
 testinfra_hosts = ["ansible://targets"]
 
@@ -24,7 +24,8 @@ GROUPS = str(pathlib.Path(__file__).with_name("inventory_groups.yml"))
 SAMPLE = REPO / "tests/fixtures/sample_app"
 PYTHONS = '{"build_python_versions": ["3.11", "3.13"]}'
 # deploy.yml runs serial: 1 in inventory order; a failure on this host ends the rollout there.
-FIRST = "bluegreen-debian12"
+FIRST = f"{scenario_name()}-debian12"
+TARGETS = (FIRST, f"{scenario_name()}-debian13")
 
 
 def build(build_dir, version, faults=None):
@@ -154,10 +155,10 @@ def test_unhealthy_release_is_refused_and_v2_keeps_serving(host, step_unhealthy)
 def step_rollback_refused(step_unhealthy):
     faults = "/opt/tsh_erp/releases/v1/FAULTS.json"
     # Every target gets the fault before the rollback runs (the fixture runs once per module).
-    for name in ("bluegreen-debian12", "bluegreen-debian13"):
+    for name in TARGETS:
         subprocess.run(["docker", "exec", name, "sh", "-c", f"echo '{{\"health\": \"fail\"}}' > {faults}"], check=True)
     run = rollback()
-    for name in ("bluegreen-debian12", "bluegreen-debian13"):
+    for name in TARGETS:
         subprocess.run(["docker", "exec", name, "rm", "-f", faults], check=True)
     return run
 
@@ -181,13 +182,13 @@ def step_concurrent(step_rollback_refused, build_dir):
     # Wait (bounded) until the first deploy holds the lock on the first target.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        probe = subprocess.run(["docker", "exec", "bluegreen-debian12", "test", "-f",
+        probe = subprocess.run(["docker", "exec", FIRST, "test", "-f",
                                 "/opt/tsh_erp/deploy/lock/holder.json"], check=False)
         if probe.returncode == 0:
             break
         assert first.poll() is None, "first deploy ended before taking the lock"
         time.sleep(0.2)
-    second = deploy(build_dir, "v2", "--limit", "bluegreen-debian12")
+    second = deploy(build_dir, "v2", "--limit", FIRST)
     first_out, _ = first.communicate(timeout=600)
     return first.returncode, first_out, second
 
@@ -206,11 +207,11 @@ def test_concurrent_deploy_refused_by_lock(host, step_concurrent):
 @pytest.fixture(scope="module")
 def step_broken_nginx(step_concurrent, build_dir):
     upstream = "/etc/nginx/upstreams/tsh_erp_green.conf"
-    for name in ("bluegreen-debian12", "bluegreen-debian13"):
+    for name in TARGETS:
         subprocess.run(["docker", "exec", name, "cp", upstream, "/root/green.conf.bak"], check=True)
         subprocess.run(["docker", "exec", name, "sh", "-c", f"echo 'this is not nginx;' >> {upstream}"], check=True)
     run = deploy(build_dir, "v2")
-    for name in ("bluegreen-debian12", "bluegreen-debian13"):
+    for name in TARGETS:
         subprocess.run(["docker", "exec", name, "cp", "/root/green.conf.bak", upstream], check=True)
     return run
 
