@@ -7,7 +7,7 @@ import shlex
 
 import testinfra
 
-from conftest import container_ip, outside_host, output, run_playbook, tcp_open
+from conftest import container_ip, outside_host, output, run_playbook, scenario_name, tcp_open
 
 testinfra_hosts = ["ansible://targets"]
 
@@ -211,3 +211,44 @@ def test_setting_that_needs_a_restart_restarts(host):
     assert before[name][1] == "1000"
     assert after[name][0] != before[name][0]
     assert after[name][1:] == ("1200", 0)
+
+
+def test_separate_database_host_mode_listens_privately_and_reverts(host):
+    """With a private listen address and one app network, the outside client reaches the port, pg_hba
+    admits that network by TLS only, the host's own address is refused; back to defaults, loopback only.
+    Both runs cover every target at once, and the second restores the converged state."""
+    if "private" not in _RUNS:
+        targets = testinfra.get_hosts(["ansible://targets"], ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+        client = outside_host("client")
+        client_ip = container_ip(f"{scenario_name()}-outside-client")
+
+        def probe(t):
+            ip = container_ip(t.backend.get_hostname())
+            return {
+                "listeners": sorted(line.split()[3] for line in t.check_output("ss -Htln 'sport = :5432'").splitlines()),
+                "client_reaches": tcp_open(client, ip, 5432),
+                "own_address_login": psql_tcp(t, "SELECT 1", address=ip).stderr,
+                "hba_client": psql_admin(t, f"SELECT type FROM pg_hba_file_rules WHERE address = '{client_ip}'"),
+            }
+
+        addresses = {t.backend.get_hostname(): container_ip(t.backend.get_hostname()) for t in targets}
+        private = run_playbook(
+            APPLY, "-e", json.dumps({"postgres_app_networks": [f"{client_ip}/32"]}),
+            "-e", '{"postgres_listen_addresses": ["{{ tsh_test_addresses[inventory_hostname] }}"]}',
+            "-e", json.dumps({"tsh_test_addresses": addresses}),
+        )
+        during = {t.backend.get_hostname(): probe(t) for t in targets}
+        back = run_playbook(APPLY)
+        after = {t.backend.get_hostname(): probe(t) for t in targets}
+        _RUNS["private"] = (private, during, back, after, addresses)
+    private, during, back, after, addresses = _RUNS["private"]
+    name = host.backend.get_hostname()
+    assert private.returncode == 0, output(private)[-3000:]
+    assert during[name]["listeners"] == sorted(["127.0.0.1:5432", f"{addresses[name]}:5432"])
+    assert during[name]["client_reaches"]
+    assert set(during[name]["hba_client"].splitlines()) == {"hostssl"}  # app and read-only role
+    assert "no pg_hba.conf entry" in during[name]["own_address_login"]
+    assert back.returncode == 0, output(back)[-3000:]
+    assert after[name]["listeners"] == ["127.0.0.1:5432"]
+    assert not after[name]["client_reaches"]
+    assert after[name]["hba_client"] == ""
