@@ -18,7 +18,7 @@ network=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}
 ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$target")
 gateway=$(docker network inspect -f '{{(index .IPAM.Config 0).Gateway}}' "$network")
 inventory=${2:-$(dirname "$(find "$HOME/.ansible/tmp" -path '*bluegreen/inventory/ansible_inventory.yml' 2>/dev/null | head -n1)")}
-groups=tests/molecule/bluegreen/inventory_groups.yml
+groups=tests/molecule/bluegreen/inventory_groups.ini
 rate=${BENCH_RATE:-120}
 workers=10
 builds=$(mktemp -d)

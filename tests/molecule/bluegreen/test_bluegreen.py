@@ -20,7 +20,7 @@ from conftest import REPO, output, run_playbook, scenario_name
 
 testinfra_hosts = ["ansible://targets"]
 
-GROUPS = str(pathlib.Path(__file__).with_name("inventory_groups.yml"))
+GROUPS = str(pathlib.Path(__file__).with_name("inventory_groups.ini"))
 SAMPLE = REPO / "tests/fixtures/sample_app"
 PYTHONS = '{"build_python_versions": ["3.11", "3.13"]}'
 # deploy.yml runs serial: 1 in inventory order; a failure on this host ends the rollout there.
