@@ -17,7 +17,8 @@ target=${1:-bluegreen-debian12}
 network=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' "$target" | awk '{print $1}')
 ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$target")
 gateway=$(docker network inspect -f '{{(index .IPAM.Config 0).Gateway}}' "$network")
-inventory=${2:-$(dirname "$(find "$HOME/.ansible/tmp" -path '*bluegreen/inventory/ansible_inventory.yml' 2>/dev/null | head -n1)")}
+# Default: the molecule inventory (of any checkout) that holds the target.
+inventory=${2:-$(dirname "$(grep -l -- "$target:" "$HOME"/.ansible/tmp/molecule.*.bluegreen/inventory/ansible_inventory.yml | head -n1)")}
 groups=tests/molecule/bluegreen/inventory_groups.ini
 rate=${BENCH_RATE:-120}
 workers=10
