@@ -90,8 +90,10 @@ def test_v1_serves_from_blue(host, step_v1):
 
 
 def test_units_run_unprivileged_on_loopback(host, step_v1):
-    user = host.check_output("ps -o user= -C python3 | sort -u")
-    assert user.split() == ["tsh_erp"], user
+    pid = host.check_output("systemctl show --property MainPID --value tsh_erp-blue")
+    assert pid.isdigit() and int(pid) > 0, pid
+    users = host.check_output(f"ps -o user= -p {pid} --ppid {pid} | sort -u")
+    assert users.split() == ["tsh_erp"], users
     assert host.socket("tcp://127.0.0.1:8001").is_listening
     assert not host.socket("tcp://0.0.0.0:8001").is_listening
     env = host.file("/opt/tsh_erp/shared/env/prod.env")
