@@ -180,6 +180,7 @@ def step_concurrent(step_rollback_refused, build_dir):
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-i", GROUPS,
          str(REPO / "deploy.yml"), "-e", "release_version=v1", "-e", f"deploy_build_dir={build_dir}"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles")),
     )
     # Wait (bounded) until the first deploy holds the lock on the first target.
     deadline = time.monotonic() + 120
