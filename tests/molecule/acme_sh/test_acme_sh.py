@@ -1,0 +1,162 @@
+"""acme.sh against a real ACME server (Pebble in a second container), seen through nginx."""
+
+import json
+import pathlib
+
+import pytest
+
+from conftest import output, run_playbook
+
+testinfra_hosts = ["ansible://targets"]
+
+APPLY = pathlib.Path(__file__).with_name("apply_acme_sh.yml")
+NAMES = ["tsh.sale", "www.tsh.sale", "erp.tsh.sale", "shop.tsh.sale", "consumer.tsh.sale"]
+SIXTH = "api.tsh.sale"
+CA = "/usr/local/share/tsh-test/pebble-api.pem"
+HOME = "/var/lib/acme.sh"
+DOMAIN_CONF = f"{HOME}/tsh.sale_ecc/tsh.sale.conf"
+SITES = [
+    {"name": "erp.tsh.sale", "kind": "proxy"},
+    {"name": "www.tsh.sale", "kind": "static", "root": "/var/www/tsh/admin"},
+    {"name": "shop.tsh.sale", "kind": "static", "root": "/var/www/tsh/consumer", "spa": True},
+    {"name": "consumer.tsh.sale", "kind": "static", "root": "/var/www/tsh/consumer", "spa": True},
+    {"name": "tsh.sale", "kind": "redirect", "redirect_to": "https://www.tsh.sale"},
+]
+
+
+def served(host, name):
+    """The certificate nginx presents for name over the network (through the name's alias)."""
+    pem = host.check_output(
+        f"openssl s_client -connect {name}:443 -servername {name} </dev/null 2>/dev/null | openssl x509"
+    )
+    serial = host.check_output(f"echo '{pem}' | openssl x509 -noout -serial").split("=", 1)[1]
+    sans = host.check_output(f"echo '{pem}' | openssl x509 -noout -ext subjectAltName")
+    return serial, sorted(s.strip()[4:] for s in sans.splitlines()[1].split(","))
+
+
+def pebble_root(host):
+    root = host.check_output(f"curl -fsS --cacert {CA} https://pebble:15000/roots/0")
+    host.run_expect([0], f"echo '{root}' > /var/tmp/pebble-root.pem")
+    return "/var/tmp/pebble-root.pem"
+
+
+def apply(host, extra):
+    run = run_playbook(APPLY, "-e", json.dumps(extra), limit=host.backend.get_hostname())
+    return run, output(run)
+
+
+def nginx_pid(host):
+    return host.check_output("systemctl show -p MainPID --value nginx")
+
+
+def test_acme_sh_runs_unprivileged(host):
+    user = host.user("acme")
+    assert user.uid != 0 and user.shell == "/usr/sbin/nologin"
+    for path in [HOME, "/var/www/acme/.well-known/acme-challenge", "/etc/ssl/tsh/fullchain.pem",
+                 "/etc/ssl/tsh/privkey.pem"]:
+        assert host.file(path).user == "acme", path
+    assert host.file("/etc/ssl/tsh/privkey.pem").mode == 0o600
+    assert host.run("visudo -cf /etc/sudoers.d/acme-sh").rc == 0
+    allowed = host.check_output("sudo -l -U acme")
+    assert "/usr/sbin/nginx -t" in allowed and "/usr/bin/systemctl reload nginx" in allowed
+    assert host.run("runuser -u acme -- sudo -n /usr/bin/systemctl restart nginx").rc != 0
+    assert host.run("runuser -u acme -- sudo -n /bin/sh -c true").rc != 0
+
+
+def test_account_and_server_recorded(host):
+    conf = host.check_output(f"cat {DOMAIN_CONF}")
+    assert "Le_API='https://pebble:14000/dir'" in conf
+    assert "Le_Keylength='ec-256'" in conf
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_name_serves_one_certificate_for_all(host, name):
+    _, sans = served(host, name)
+    assert sans == sorted(NAMES)
+
+
+def test_certificate_is_ecc_and_chains_to_pebble_root(host):
+    root = pebble_root(host)
+    host.run_expect(
+        [0], "openssl s_client -connect www.tsh.sale:443 -servername www.tsh.sale -showcerts </dev/null 2>/dev/null"
+        " | awk '/BEGIN CERT/{n++} {print > \"/var/tmp/served-\" n \".pem\"}' "
+    )
+    leaf = host.check_output("openssl x509 -in /var/tmp/served-1.pem -noout -text")
+    assert "id-ecPublicKey" in leaf
+    verify = host.run(
+        f"openssl verify -CAfile {root} -untrusted /var/tmp/served-2.pem /var/tmp/served-1.pem"
+    )
+    assert verify.rc == 0, verify.stdout + verify.stderr
+    # And curl, trusting only Pebble's current root, accepts every name.
+    for name in NAMES:
+        host.run_expect([0], f"curl -sS -o /dev/null --cacert {root} https://{name}/")
+
+
+def test_renewal_timer(host):
+    timer = host.service("acme-sh-renew.timer")
+    assert timer.is_enabled and timer.is_running
+    props = host.check_output("systemctl show -p TimersCalendar -p RandomizedDelayUSec acme-sh-renew.timer")
+    assert "OnCalendar=daily" in props or "*-*-* 00:00:00" in props
+    assert "RandomizedDelayUSec=1h" in props
+    unit = host.check_output("systemctl show -p User -p ExecStart acme-sh-renew.service")
+    assert "User=acme" in unit and "--cron" in unit
+
+
+def test_forced_renewal_through_the_service_reloads_nginx(host):
+    """Make the certificate due, start the timer's service: nginx serves a new serial, same process."""
+    before, _ = served(host, "www.tsh.sale")
+    pid = nginx_pid(host)
+    host.run_expect([0], f"runuser -u acme -- sed -i \"s/^Le_NextRenewTime=.*/Le_NextRenewTime='1'/\" {DOMAIN_CONF}")
+    start = host.run("systemctl start acme-sh-renew.service")
+    assert start.rc == 0, host.run("journalctl -u acme-sh-renew.service -n 60 --no-pager").stdout
+    after, sans = served(host, "www.tsh.sale")
+    assert after != before
+    assert sans == sorted(NAMES)
+    assert nginx_pid(host) == pid
+
+
+def test_rerun_with_same_names_does_not_reissue(host):
+    before, _ = served(host, "erp.tsh.sale")
+    run, text = apply(host, {})
+    assert run.returncode == 0, text[-3000:]
+    assert "changed=0" in text, [line for line in run.stdout.splitlines() if line.startswith("changed")]
+    assert served(host, "erp.tsh.sale")[0] == before
+
+
+def test_failed_issue_keeps_the_old_certificate(host):
+    """A name nobody answers for: the play fails with acme.sh's reason, nginx keeps serving."""
+    before, _ = served(host, "shop.tsh.sale")
+    pid = nginx_pid(host)
+    run, text = apply(host, {"acme_sh_domains": NAMES + ["nowhere.tsh.sale"]})
+    assert run.returncode != 0
+    assert "acme.sh could not issue a certificate" in text
+    assert "nowhere.tsh.sale" in text
+    assert served(host, "shop.tsh.sale")[0] == before
+    assert nginx_pid(host) == pid
+
+
+def test_adding_and_removing_a_name_reissues(host):
+    sites = SITES + [{"name": SIXTH, "kind": "proxy"}]
+    run, text = apply(host, {"nginx_sites": sites, "acme_sh_domains": NAMES + [SIXTH]})
+    assert run.returncode == 0, text[-3000:]
+    for name in (SIXTH, "tsh.sale"):
+        assert served(host, name)[1] == sorted(NAMES + [SIXTH])
+    run, text = apply(host, {})
+    assert run.returncode == 0, text[-3000:]
+    assert served(host, "www.tsh.sale")[1] == sorted(NAMES)
+
+
+def test_failed_renewal_raises_the_alert(host):
+    """A renewal that cannot validate exits non-zero and starts the alert; nginx keeps its certificate."""
+    before, _ = served(host, "www.tsh.sale")
+    host.run_expect([0], "rm -f /var/tmp/acme-sh-alerts")
+    conf = host.check_output(f"cat {DOMAIN_CONF}")
+    try:
+        host.run_expect([0], f"runuser -u acme -- sed -i -e \"s/^Le_NextRenewTime=.*/Le_NextRenewTime='1'/\" "
+                        f"-e \"s|^Le_Webroot=.*|Le_Webroot='/nonexistent'|\" {DOMAIN_CONF}")
+        assert host.run("systemctl start acme-sh-renew.service").rc != 0
+        host.run_expect([0], "timeout 30 sh -c 'until test -s /var/tmp/acme-sh-alerts; do sleep 0.2; done'")
+        assert "acme-sh-renew.service" in host.check_output("cat /var/tmp/acme-sh-alerts")
+        assert served(host, "www.tsh.sale")[0] == before
+    finally:
+        host.run_expect([0], f"runuser -u acme -- sh -c 'cat > {DOMAIN_CONF}' <<'EOF'\n{conf}\nEOF")
