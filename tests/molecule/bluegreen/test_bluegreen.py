@@ -18,7 +18,10 @@ import pytest
 
 from conftest import REPO, output, run_playbook, scenario_name
 
-testinfra_hosts = ["ansible://targets"]
+# Every check looks at all targets itself (fixture `hosts`), in file order. With testinfra's
+# module-scoped, parametrized `host` fixture pytest would run all checks of the first host before
+# any of the second, so the second host's checks would see the state after the last step.
+testinfra_hosts = []
 
 GROUPS = str(pathlib.Path(__file__).with_name("inventory_groups.ini"))
 SAMPLE = REPO / "tests/fixtures/sample_app"
@@ -26,6 +29,14 @@ PYTHONS = '{"build_python_versions": ["3.11", "3.13"]}'
 # deploy.yml runs serial: 1 in inventory order; a failure on this host ends the rollout there.
 FIRST = f"{scenario_name()}-debian12"
 TARGETS = (FIRST, f"{scenario_name()}-debian13")
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    import testinfra
+
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    return [testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in TARGETS]
 
 
 def build(build_dir, version, faults=None):
@@ -79,25 +90,27 @@ def step_v1(build_dir):
     return run
 
 
-def test_v1_serves_from_blue(host, step_v1):
-    assert active_link(host).endswith("tsh_erp_blue.conf")
-    body = served(host)
-    assert body["version"] == "v1" and body["color"] == "blue"
-    assert body["status"] == "healthy" and body["database"]["status"] == "healthy"
-    assert host.service("tsh_erp-blue").is_running
-    assert host.service("tsh_erp-blue").is_enabled
-    assert audit(host)[-1]["outcome"] == "success"
+def test_v1_serves_from_blue(hosts, step_v1):
+    for host in hosts:
+        assert active_link(host).endswith("tsh_erp_blue.conf")
+        body = served(host)
+        assert body["version"] == "v1" and body["color"] == "blue"
+        assert body["status"] == "healthy" and body["database"]["status"] == "healthy"
+        assert host.service("tsh_erp-blue").is_running
+        assert host.service("tsh_erp-blue").is_enabled
+        assert audit(host)[-1]["outcome"] == "success"
 
 
-def test_units_run_unprivileged_on_loopback(host, step_v1):
-    pid = host.check_output("systemctl show --property MainPID --value tsh_erp-blue")
-    assert pid.isdigit() and int(pid) > 0, pid
-    users = host.check_output(f"ps -o user= -p {pid} --ppid {pid} | sort -u")
-    assert users.split() == ["tsh_erp"], users
-    assert host.socket("tcp://127.0.0.1:8001").is_listening
-    assert not host.socket("tcp://0.0.0.0:8001").is_listening
-    env = host.file("/opt/tsh_erp/shared/env/prod.env")
-    assert env.mode == 0o600 and env.user == "root"
+def test_units_run_unprivileged_on_loopback(hosts, step_v1):
+    for host in hosts:
+        pid = host.check_output("systemctl show --property MainPID --value tsh_erp-blue")
+        assert pid.isdigit() and int(pid) > 0, pid
+        users = host.check_output(f"ps -o user= -p {pid} --ppid {pid} | sort -u")
+        assert users.split() == ["tsh_erp"], users
+        assert host.socket("tcp://127.0.0.1:8001").is_listening
+        assert not host.socket("tcp://0.0.0.0:8001").is_listening
+        env = host.file("/opt/tsh_erp/shared/env/prod.env")
+        assert env.mode == 0o600 and env.user == "root"
 
 
 # 2. v2 into green --------------------------------------------------------------------------
@@ -108,23 +121,25 @@ def step_v2(step_v1, build_dir):
     return run
 
 
-def test_v2_serves_from_green_and_blue_is_stopped(host, step_v2):
-    assert active_link(host).endswith("tsh_erp_green.conf")
-    body = served(host)
-    assert body["version"] == "v2" and body["color"] == "green"
-    assert not host.service("tsh_erp-blue").is_running
-    assert not host.service("tsh_erp-blue").is_enabled
-    assert host.service("tsh_erp-green").is_enabled
-    record = audit(host)[-1]
-    assert record["outcome"] == "success" and record["from_color"] == "blue" and record["to_color"] == "green"
-    assert {"install", "gate", "switch", "retire"} <= set(record["durations_s"])
+def test_v2_serves_from_green_and_blue_is_stopped(hosts, step_v2):
+    for host in hosts:
+        assert active_link(host).endswith("tsh_erp_green.conf")
+        body = served(host)
+        assert body["version"] == "v2" and body["color"] == "green"
+        assert not host.service("tsh_erp-blue").is_running
+        assert not host.service("tsh_erp-blue").is_enabled
+        assert host.service("tsh_erp-green").is_enabled
+        record = audit(host)[-1]
+        assert record["outcome"] == "success" and record["from_color"] == "blue" and record["to_color"] == "green"
+        assert {"install", "gate", "switch", "retire"} <= set(record["durations_s"])
 
 
-def test_static_frontends_switch_with_the_backend(host, step_v2):
-    for path, site in (("/var/www/tsh/consumer", "shop.tsh.sale"), ("/var/www/tsh/admin", "www.tsh.sale")):
-        assert host.file(path).linked_to.endswith(f"releases/v2/static/{path.rsplit('/', 1)[1]}")
-        page = host.run(f"curl -sk --max-time 5 --resolve {site}:443:127.0.0.1 https://{site}/")
-        assert page.rc == 0 and "sample" in page.stdout, page.stdout
+def test_static_frontends_switch_with_the_backend(hosts, step_v2):
+    for host in hosts:
+        for path, site in (("/var/www/tsh/consumer", "shop.tsh.sale"), ("/var/www/tsh/admin", "www.tsh.sale")):
+            assert host.file(path).linked_to.endswith(f"releases/v2/static/{path.rsplit('/', 1)[1]}")
+            page = host.run(f"curl -sk --max-time 5 --resolve {site}:443:127.0.0.1 https://{site}/")
+            assert page.rc == 0 and "sample" in page.stdout, page.stdout
 
 
 # 3. an unhealthy release is refused ---------------------------------------------------------
@@ -133,23 +148,24 @@ def step_unhealthy(step_v2, build_dir):
     return deploy(build_dir, "v3-unhealthy")
 
 
-def test_unhealthy_release_is_refused_and_v2_keeps_serving(host, step_unhealthy):
-    assert step_unhealthy.returncode != 0
-    text = output(step_unhealthy)
-    assert "did not pass the health gate" in text
-    assert '"status": "failing"' in text or "'status': 'failing'" in text or "failing" in text
-    assert active_link(host).endswith("tsh_erp_green.conf")
-    assert served(host)["version"] == "v2"
-    assert not host.service("tsh_erp-blue").is_running
-    assert host.file("/opt/tsh_erp/current-blue").linked_to.endswith("releases/v1")
-    assert not host.file("/opt/tsh_erp/deploy/lock").exists
-    # The rolling deploy stops at the first host that fails: later hosts keep v2 untouched.
-    record = audit(host)[-1]
-    if host.backend.get_hostname() == FIRST:
-        assert record["outcome"] == "failed" and record["failed_phase"] == "gate"
-        assert "health gate" in record["reason"]
-    else:
-        assert record["version"] == "v2" and record["outcome"] == "success"
+def test_unhealthy_release_is_refused_and_v2_keeps_serving(hosts, step_unhealthy):
+    for host in hosts:
+        assert step_unhealthy.returncode != 0
+        text = output(step_unhealthy)
+        assert "did not pass the health gate" in text
+        assert '"status": "failing"' in text or "'status': 'failing'" in text or "failing" in text
+        assert active_link(host).endswith("tsh_erp_green.conf")
+        assert served(host)["version"] == "v2"
+        assert not host.service("tsh_erp-blue").is_running
+        assert host.file("/opt/tsh_erp/current-blue").linked_to.endswith("releases/v1")
+        assert not host.file("/opt/tsh_erp/deploy/lock").exists
+        # The rolling deploy stops at the first host that fails: later hosts keep v2 untouched.
+        record = audit(host)[-1]
+        if host.backend.get_hostname() == FIRST:
+            assert record["outcome"] == "failed" and record["failed_phase"] == "gate"
+            assert "health gate" in record["reason"]
+        else:
+            assert record["version"] == "v2" and record["outcome"] == "success"
 
 
 # 4. rollback refused while the other colour is unhealthy -------------------------------------
@@ -165,12 +181,13 @@ def step_rollback_refused(step_unhealthy):
     return run
 
 
-def test_rollback_refused_when_other_colour_unhealthy(host, step_rollback_refused):
-    assert step_rollback_refused.returncode != 0
-    assert "refused" in output(step_rollback_refused)
-    assert active_link(host).endswith("tsh_erp_green.conf")
-    assert served(host)["version"] == "v2"
-    assert not host.service("tsh_erp-blue").is_running
+def test_rollback_refused_when_other_colour_unhealthy(hosts, step_rollback_refused):
+    for host in hosts:
+        assert step_rollback_refused.returncode != 0
+        assert "refused" in output(step_rollback_refused)
+        assert active_link(host).endswith("tsh_erp_green.conf")
+        assert served(host)["version"] == "v2"
+        assert not host.service("tsh_erp-blue").is_running
 
 
 # 5. a second concurrent deploy is refused by the lock ----------------------------------------
@@ -196,14 +213,15 @@ def step_concurrent(step_rollback_refused, build_dir):
     return first.returncode, first_out, second
 
 
-def test_concurrent_deploy_refused_by_lock(host, step_concurrent):
-    first_rc, first_out, second = step_concurrent
-    assert first_rc == 0, first_out[-4000:]
-    assert second.returncode != 0
-    assert "is held by" in output(second) and "deploying v1" in output(second)
-    # The first deploy went through: v1 now serves from blue.
-    assert served(host)["version"] == "v1"
-    assert active_link(host).endswith("tsh_erp_blue.conf")
+def test_concurrent_deploy_refused_by_lock(hosts, step_concurrent):
+    for host in hosts:
+        first_rc, first_out, second = step_concurrent
+        assert first_rc == 0, first_out[-4000:]
+        assert second.returncode != 0
+        assert "is held by" in output(second) and "deploying v1" in output(second)
+        # The first deploy went through: v1 now serves from blue.
+        assert served(host)["version"] == "v1"
+        assert active_link(host).endswith("tsh_erp_blue.conf")
 
 
 # 6. a broken nginx config at switch time leaves the old link ----------------------------------
@@ -219,14 +237,15 @@ def step_broken_nginx(step_concurrent, build_dir):
     return run
 
 
-def test_broken_nginx_at_switch_keeps_old_link(host, step_broken_nginx):
-    assert step_broken_nginx.returncode != 0
-    assert "nginx -t failed after the switch" in output(step_broken_nginx)
-    assert active_link(host).endswith("tsh_erp_blue.conf")
-    assert served(host)["version"] == "v1"
-    assert host.run("nginx -t").rc == 0
-    if host.backend.get_hostname() == FIRST:
-        assert audit(host)[-1]["failed_phase"] == "switch"
+def test_broken_nginx_at_switch_keeps_old_link(hosts, step_broken_nginx):
+    for host in hosts:
+        assert step_broken_nginx.returncode != 0
+        assert "nginx -t failed after the switch" in output(step_broken_nginx)
+        assert active_link(host).endswith("tsh_erp_blue.conf")
+        assert served(host)["version"] == "v1"
+        assert host.run("nginx -t").rc == 0
+        if host.backend.get_hostname() == FIRST:
+            assert audit(host)[-1]["failed_phase"] == "switch"
 
 
 # 7. rollback to the healthy previous release ------------------------------------------------
@@ -237,12 +256,13 @@ def step_rollback(step_broken_nginx):
     return run
 
 
-def test_rollback_to_previous_release(host, step_rollback):
-    assert active_link(host).endswith("tsh_erp_green.conf")
-    body = served(host)
-    assert body["version"] == "v2" and body["color"] == "green"
-    assert not host.service("tsh_erp-blue").is_running
-    assert audit(host)[-1]["operation"] == "rollback"
+def test_rollback_to_previous_release(hosts, step_rollback):
+    for host in hosts:
+        assert active_link(host).endswith("tsh_erp_green.conf")
+        body = served(host)
+        assert body["version"] == "v2" and body["color"] == "green"
+        assert not host.service("tsh_erp-blue").is_running
+        assert audit(host)[-1]["operation"] == "rollback"
 
 
 def test_status_reports_colours_and_deploys(step_rollback):
