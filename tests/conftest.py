@@ -41,8 +41,8 @@ def tcp_open(prober, address: str, port: int, timeout: int = 3) -> bool:
     return cmd.rc == 0
 
 
-def run_playbook(playbook: str | pathlib.Path, *args: str, limit: str | None = None):
-    """Run ansible-playbook against the molecule inventory; return the CompletedProcess."""
+def playbook_command(playbook: str | pathlib.Path, *args: str, limit: str | None = None):
+    """The ansible-playbook command line and environment for a run against the molecule inventory."""
     env = dict(os.environ)
     env["ANSIBLE_ROLES_PATH"] = str(REPO / "roles")
     env["ANSIBLE_FORCE_COLOR"] = "0"
@@ -50,6 +50,12 @@ def run_playbook(playbook: str | pathlib.Path, *args: str, limit: str | None = N
     cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook), *args]
     if limit:
         cmd += ["--limit", limit]
+    return cmd, env
+
+
+def run_playbook(playbook: str | pathlib.Path, *args: str, limit: str | None = None):
+    """Run ansible-playbook against the molecule inventory; return the CompletedProcess."""
+    cmd, env = playbook_command(playbook, *args, limit=limit)
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
 
 

@@ -8,6 +8,7 @@ rollback to the healthy previous release.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -16,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import REPO, output, run_playbook, scenario_name
+from conftest import REPO, output, playbook_command, run_playbook, scenario_name
 
 # Every check looks at all targets itself (fixture `hosts`), in file order. With testinfra's
 # module-scoped, parametrized `host` fixture pytest would run all checks of the first host before
@@ -55,6 +56,22 @@ def build_dir(tmp_path_factory):
     build(path, "v2")
     build(path, "v3-unhealthy", faults={"health": "fail"})
     return path
+
+
+def on_targets(command):
+    """Run a shell command in every target container."""
+    for name in TARGETS:
+        subprocess.run(["docker", "exec", name, "sh", "-c", command], check=True)
+
+
+@contextlib.contextmanager
+def fault(break_cmd, repair_cmd):
+    """A fault on every target for the duration of the block, repaired even when the block fails."""
+    on_targets(break_cmd)
+    try:
+        yield
+    finally:
+        on_targets(repair_cmd)
 
 
 def deploy(build_dir, version, *extra):
@@ -172,13 +189,8 @@ def test_unhealthy_release_is_refused_and_v2_keeps_serving(hosts, step_unhealthy
 @pytest.fixture(scope="module")
 def step_rollback_refused(step_unhealthy):
     faults = "/opt/tsh_erp/releases/v1/FAULTS.json"
-    # Every target gets the fault before the rollback runs (the fixture runs once per module).
-    for name in TARGETS:
-        subprocess.run(["docker", "exec", name, "sh", "-c", f"echo '{{\"health\": \"fail\"}}' > {faults}"], check=True)
-    run = rollback()
-    for name in TARGETS:
-        subprocess.run(["docker", "exec", name, "rm", "-f", faults], check=True)
-    return run
+    with fault(f"echo '{{\"health\": \"fail\"}}' > {faults}", f"rm -f {faults}"):
+        return rollback()
 
 
 def test_rollback_refused_when_other_colour_unhealthy(hosts, step_rollback_refused):
@@ -193,12 +205,9 @@ def test_rollback_refused_when_other_colour_unhealthy(hosts, step_rollback_refus
 # 5. a second concurrent deploy is refused by the lock ----------------------------------------
 @pytest.fixture(scope="module")
 def step_concurrent(step_rollback_refused, build_dir):
-    first = subprocess.Popen(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-i", GROUPS,
-         str(REPO / "deploy.yml"), "-e", "release_version=v1", "-e", f"deploy_build_dir={build_dir}"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles")),
-    )
+    cmd, env = playbook_command(REPO / "deploy.yml", "-i", GROUPS, "-e", "release_version=v1",
+                                "-e", f"deploy_build_dir={build_dir}")
+    first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     # Wait (bounded) until the first deploy holds the lock on the first target.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -228,13 +237,9 @@ def test_concurrent_deploy_refused_by_lock(hosts, step_concurrent):
 @pytest.fixture(scope="module")
 def step_broken_nginx(step_concurrent, build_dir):
     upstream = "/etc/nginx/upstreams/tsh_erp_green.conf"
-    for name in TARGETS:
-        subprocess.run(["docker", "exec", name, "cp", upstream, "/root/green.conf.bak"], check=True)
-        subprocess.run(["docker", "exec", name, "sh", "-c", f"echo 'this is not nginx;' >> {upstream}"], check=True)
-    run = deploy(build_dir, "v2")
-    for name in TARGETS:
-        subprocess.run(["docker", "exec", name, "cp", "/root/green.conf.bak", upstream], check=True)
-    return run
+    with fault(f"cp {upstream} /root/green.conf.bak && echo 'this is not nginx;' >> {upstream}",
+               f"cp /root/green.conf.bak {upstream}"):
+        return deploy(build_dir, "v2")
 
 
 def test_broken_nginx_at_switch_keeps_old_link(hosts, step_broken_nginx):
