@@ -133,6 +133,8 @@ def test_failed_issue_keeps_the_old_certificate(host):
     assert "nowhere.tsh.sale" in text
     assert served(host, "shop.tsh.sale")[0] == before
     assert nginx_pid(host) == pid
+    # The bad name list is not left in acme.sh's settings for the renewal timer to retry.
+    assert "nowhere.tsh.sale" not in host.check_output(f"cat {DOMAIN_CONF}")
 
 
 def test_adding_and_removing_a_name_reissues(host):
