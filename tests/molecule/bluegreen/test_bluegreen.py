@@ -9,10 +9,12 @@ rollback to the healthy previous release.
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import pathlib
 import subprocess
+import threading
 import time
 
 import pytest
@@ -74,6 +76,37 @@ def fault(break_cmd, repair_cmd):
         on_targets(repair_cmd)
 
 
+class Webhook:
+    """A Slack/Discord-style webhook on the controller (deploy.yml posts from there): keeps every JSON body."""
+
+    def __init__(self):
+        self.posts = []
+        posts = self.posts
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def for_version(self, version):
+        return [post for post in self.posts if post["deploy"]["version"] == version]
+
+
+@pytest.fixture(scope="module")
+def webhook():
+    hook = Webhook()
+    yield hook
+    hook.server.shutdown()
+
+
 def deploy(build_dir, version, *extra):
     return run_playbook(REPO / "deploy.yml", "-i", GROUPS, "-e", f"release_version={version}",
                         "-e", f"deploy_build_dir={build_dir}", *extra)
@@ -102,7 +135,8 @@ def audit(host):
 # 1. v1 into blue ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def step_v1(build_dir):
-    run = deploy(build_dir, "v1")
+    # Nothing listens on port 9 (discard): the webhook is down, the deploy must still succeed.
+    run = deploy(build_dir, "v1", "-e", "deploy_webhook_url=http://127.0.0.1:9/hook")
     assert run.returncode == 0, output(run)[-4000:]
     return run
 
@@ -116,6 +150,10 @@ def test_v1_serves_from_blue(hosts, step_v1):
         assert host.service("tsh_erp-blue").is_running
         assert host.service("tsh_erp-blue").is_enabled
         assert audit(host)[-1]["outcome"] == "success"
+
+
+def test_webhook_outage_is_reported_not_fatal(step_v1):
+    assert "did not accept the outcome" in output(step_v1)
 
 
 def test_units_run_unprivileged_on_loopback(hosts, step_v1):
@@ -132,8 +170,8 @@ def test_units_run_unprivileged_on_loopback(hosts, step_v1):
 
 # 2. v2 into green --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def step_v2(step_v1, build_dir):
-    run = deploy(build_dir, "v2")
+def step_v2(step_v1, build_dir, webhook):
+    run = deploy(build_dir, "v2", "-e", f"deploy_webhook_url={webhook.url}")
     assert run.returncode == 0, output(run)[-4000:]
     return run
 
@@ -148,7 +186,27 @@ def test_v2_serves_from_green_and_blue_is_stopped(hosts, step_v2):
         assert host.service("tsh_erp-green").is_enabled
         record = audit(host)[-1]
         assert record["outcome"] == "success" and record["from_color"] == "blue" and record["to_color"] == "green"
-        assert {"install", "gate", "switch", "retire"} <= set(record["durations_s"])
+        assert {"backup", "install", "gate", "switch", "retire"} <= set(record["durations_s"])
+
+
+def test_pre_deploy_backup_named_with_the_release(hosts, step_v2):
+    """The deploy dumped the database before it migrated, under the release id, and says which file."""
+    for host in hosts:
+        dumps = host.check_output("cd /opt/tsh_erp/backups && ls tsh_erp_*-pre-deploy-v2.dump").split()
+        assert len(dumps) == 1, dumps
+        host.run_expect([0], f"cd /opt/tsh_erp/backups && sha256sum --check --strict {dumps[0]}.sha256")
+        host.run_expect([0], f"pg_restore --list /opt/tsh_erp/backups/{dumps[0]}")
+        assert dumps[0] in audit(host)[-1]["backup"]
+        # The verify timer's script accepts labelled dumps as the newest backup.
+        host.run_expect([0], "systemctl start tsh-backup-verify.service")
+
+
+def test_webhook_receives_each_outcome(step_v2, webhook):
+    posts = webhook.for_version("v2")
+    assert sorted(post["deploy"]["host"] for post in posts) == sorted(TARGETS)
+    for post in posts:
+        assert post["deploy"]["outcome"] == "success"
+        assert "v2" in post["text"] and post["text"] == post["content"]
 
 
 def test_static_frontends_switch_with_the_backend(hosts, step_v2):
@@ -161,8 +219,8 @@ def test_static_frontends_switch_with_the_backend(hosts, step_v2):
 
 # 3. an unhealthy release is refused ---------------------------------------------------------
 @pytest.fixture(scope="module")
-def step_unhealthy(step_v2, build_dir):
-    return deploy(build_dir, "v3-unhealthy")
+def step_unhealthy(step_v2, build_dir, webhook):
+    return deploy(build_dir, "v3-unhealthy", "-e", f"deploy_webhook_url={webhook.url}")
 
 
 def test_unhealthy_release_is_refused_and_v2_keeps_serving(hosts, step_unhealthy):
@@ -183,6 +241,12 @@ def test_unhealthy_release_is_refused_and_v2_keeps_serving(hosts, step_unhealthy
             assert "health gate" in record["reason"]
         else:
             assert record["version"] == "v2" and record["outcome"] == "success"
+
+
+def test_webhook_reports_the_failure(step_unhealthy, webhook):
+    (post,) = webhook.for_version("v3-unhealthy")
+    assert post["deploy"]["outcome"] == "failed" and post["deploy"]["failed_phase"] == "gate"
+    assert "failed (gate:" in post["text"]
 
 
 # 4. rollback refused while the other colour is unhealthy -------------------------------------
