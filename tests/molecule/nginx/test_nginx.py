@@ -269,3 +269,18 @@ def test_rerun_never_moves_traffic_and_reloads_without_restart(host, ip):
         assert back.returncode == 0, output(back)[-3000:]
     _, _, body = curl(host, ip, "https://erp.tsh.sale/api/colour")
     assert json.loads(body)["port"] == 8001
+
+
+def test_api_down_answers_a_clear_503(host, ip):
+    """No colour listening (before the first deploy): a JSON 503 with Retry-After, not nginx's 502."""
+    host.run_expect([0], "systemctl stop tsh-test-api@8001.service")
+    try:
+        status, headers, body = curl(host, ip, "https://erp.tsh.sale/health")
+        assert status == 503
+        assert json.loads(body)["status"] == "maintenance"
+        assert headers["retry-after"] == "30"
+        assert headers["content-type"] == "application/json"
+        assert "strict-transport-security" in headers
+    finally:
+        host.run_expect([0], "systemctl start tsh-test-api@8001.service")
+        host.run_expect([0], "timeout 10 sh -c 'until curl -s -o /dev/null http://127.0.0.1:8001/; do sleep 0.2; done'")
