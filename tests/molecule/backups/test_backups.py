@@ -109,6 +109,23 @@ def test_offsite_copy_after_each_backup(host):
     assert copy.rc == 0, copy.stderr
 
 
+def test_labelled_backup_names_every_file(host):
+    """tsh-backup --label (deploy.yml's pre-deploy dump) puts the label after the stamp of every file;
+    a label that is not a plain name is refused before anything is written."""
+    run = host.run("runuser -u postgres -- /usr/local/sbin/tsh-backup --no-prune --label pre-deploy-2026.11.29-1")
+    assert run.rc == 0, run.stderr
+    name = dumps(host)[-1]
+    assert name.endswith("-pre-deploy-2026.11.29-1.dump"), name
+    stamp = name.removeprefix("tsh_erp_").removesuffix(".dump")
+    assert host.run(f"cd {DIR} && sha256sum --check --strict {name}.sha256 globals_{stamp}.sql.sha256").rc == 0
+    status = json.loads(host.file("/var/lib/tsh-backups/backup.json").content_string)
+    assert status["label"] == "pre-deploy-2026.11.29-1" and name in status["files"]
+    before = host.check_output(f"ls -A {DIR}")
+    bad = host.run("runuser -u postgres -- /usr/local/sbin/tsh-backup --label ../../tmp/x")
+    assert bad.rc != 0 and "label '../../tmp/x' must be letters, digits" in bad.stderr
+    assert host.check_output(f"ls -A {DIR}") == before
+
+
 def fake_dump(host, name, age):
     """A dump-like file with a matching checksum, its mtime set age ago."""
     host.run_expect([0], f"cd {DIR} && head -c 4096 /dev/urandom > {name} && sha256sum {name} > {name}.sha256 "
