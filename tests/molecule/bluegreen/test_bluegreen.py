@@ -26,7 +26,7 @@ from conftest import REPO, output, playbook_command, run_playbook, scenario_name
 # any of the second, so the second host's checks would see the state after the last step.
 testinfra_hosts = []
 
-GROUPS = str(pathlib.Path(__file__).with_name("inventory_groups.ini"))
+GROUPS = str(REPO / "tests/molecule/droplet_groups.ini")
 SAMPLE = REPO / "tests/fixtures/sample_app"
 PYTHONS = '{"build_python_versions": ["3.11", "3.13"]}'
 # deploy.yml runs serial: 1 in inventory order; a failure on this host ends the rollout there.
