@@ -17,6 +17,16 @@ def scenario_name() -> str:
     return os.environ.get("TSH_TEST_ID", "") + os.environ.get("MOLECULE_SCENARIO_NAME", "")
 
 
+def molecule_targets() -> list[str]:
+    """The scenario's target instances, in inventory order (all platforms, or the one given with
+    molecule's --platform-name)."""
+    import yaml
+
+    with open(os.environ["MOLECULE_INVENTORY_FILE"], encoding="utf-8") as f:
+        inventory = yaml.safe_load(f)
+    return list((inventory.get("targets") or {}).get("hosts") or {})
+
+
 def outside_host(name: str):
     """A testinfra host for the helper container <scenario>-outside-<name>."""
     import testinfra

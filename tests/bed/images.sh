@@ -15,12 +15,6 @@ set -euo pipefail
 # Mirrors come from the host's own apt sources; nothing about a mirror is written into the repo.
 # shellcheck source=tests/bed/lib.sh
 source "$(dirname "$0")/lib.sh"
-MIRROR="$(debian_mirror)"
-SECURITY_MIRROR="$(debian_security_mirror)"
-if [[ -z "$MIRROR" ]]; then
-  echo "images.sh: no Debian mirror found in /etc/apt; set TSH_DEBIAN_MIRROR=http://<mirror>/debian" >&2
-  exit 1
-fi
 
 cleanup=()
 trap 'rm -rf "${cleanup[@]}"' EXIT
@@ -32,6 +26,12 @@ build() {
     return 0
   fi
   command -v debootstrap >/dev/null || { echo "images.sh: debootstrap missing (apt-get install debootstrap)" >&2; exit 1; }
+  MIRROR="$(debian_mirror)"
+  SECURITY_MIRROR="$(debian_security_mirror)"
+  if [[ -z "$MIRROR" ]]; then
+    echo "images.sh: no Debian mirror found in /etc/apt; set TSH_DEBIAN_MIRROR=http://<mirror>/debian" >&2
+    exit 1
+  fi
   rootfs=$(mktemp -d "/var/tmp/tsh-rootfs-$suite.XXXXXX")
   cleanup+=("$rootfs" "$rootfs.log")
   echo "images.sh: building $image from $suite ($MIRROR)"

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import REPO, output, playbook_command, run_playbook, scenario_name
+from conftest import REPO, molecule_targets, output, playbook_command, run_playbook
 
 # Every check looks at all targets itself (fixture `hosts`), in file order. With testinfra's
 # module-scoped, parametrized `host` fixture pytest would run all checks of the first host before
@@ -29,9 +29,10 @@ testinfra_hosts = []
 GROUPS = str(REPO / "tests/molecule/droplet_groups.ini")
 SAMPLE = REPO / "tests/fixtures/sample_app"
 PYTHONS = '{"build_python_versions": ["3.11", "3.13"]}'
-# deploy.yml runs serial: 1 in inventory order; a failure on this host ends the rollout there.
-FIRST = f"{scenario_name()}-debian12"
-TARGETS = (FIRST, f"{scenario_name()}-debian13")
+# The targets in inventory order (one with molecule --platform-name). deploy.yml runs serial: 1 in
+# that order; a failure on the first host ends the rollout there.
+TARGETS = tuple(molecule_targets())
+FIRST = TARGETS[0]
 
 
 @pytest.fixture(scope="module")
