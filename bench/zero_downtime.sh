@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Zero-downtime benchmark: while deploy.yml and then rollback.yml run, a load generator in its own
 # container on the same Docker network sends requests to https://erp.tsh.sale/health through nginx.
-# Prints requests sent, failed (non-200 or connection error; the target is 0), p50/p99 latency
-# and the wall time of the deploy and the rollback.
+# Prints requests sent, failed (non-200 or connection error; the target is 0), p50/p99 latency,
+# the wall time of each deploy (BENCH_DEPLOYS of them, default 3, each a release not on the host
+# before, artifacts built beforehand) with their median, and the wall time of the rollback.
 #
 # Needs a converged stack in a container (default: the bluegreen scenario's Debian 12 target):
 #   .venv/bin/molecule converge -s bluegreen
 #   bench/zero_downtime.sh [target-container] [inventory-dir]
 # Traffic goes only to that container's address on the scenario's own Docker network, bounded
-# in rate (BENCH_RATE requests/s) and time (it stops when the rollback ends, at most 600 s).
+# in rate (BENCH_RATE requests/s) and time (it stops when the rollback ends, at most 300 s + 150 s per deploy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -19,7 +20,8 @@ ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddre
 gateway=$(docker network inspect -f '{{(index .IPAM.Config 0).Gateway}}' "$network")
 # Default: the molecule inventory (of any checkout) that holds the target.
 inventory=${2:-$(dirname "$(grep -l -- "$target:" "$HOME"/.ansible/tmp/molecule.*.bluegreen/inventory/ansible_inventory.yml | head -n1)")}
-groups=tests/molecule/bluegreen/inventory_groups.ini
+groups=tests/molecule/droplet_groups.ini
+deploys=${BENCH_DEPLOYS:-3}
 rate=${BENCH_RATE:-120}
 workers=10
 builds=$(mktemp -d)
@@ -27,40 +29,47 @@ load=tsh-bench-load
 trap 'docker rm -f "$load" >/dev/null 2>&1; rm -rf "$builds"' EXIT
 
 echo "bench: target $target ($ip on $network), $rate requests/s"
-for v in bench-a bench-b; do
+stamp=$(date -u +%H%M%S)
+versions=("bench-$stamp-0")
+for i in $(seq 1 "$deploys"); do versions+=("bench-$stamp-$i"); done
+for v in "${versions[@]}"; do
   ansible-playbook playbooks/build.yml -e app_src="$PWD/tests/fixtures/sample_app" -e app_version=$v \
     -e build_dir="$builds" -e '{"build_python_versions": ["3.11", "3.13"]}' >/dev/null
 done
 play() { ansible-playbook -i "$inventory" -i "$groups" --limit "$target" "$@" -e deploy_build_dir="$builds"; }
 
-echo "bench: first deploy (bench-a), not measured"
-play deploy.yml -e release_version=bench-a >/dev/null
+echo "bench: first deploy (${versions[0]}), not measured"
+play deploy.yml -e release_version="${versions[0]}" >/dev/null
 
 if docker container inspect "$load" >/dev/null 2>&1; then docker rm -f "$load" >/dev/null; fi
 docker run -d --name "$load" --network "$network" --add-host "erp.tsh.sale:$ip" \
-  "${TSH_IMAGE_DEBIAN12:-tsh-infra/systemd:debian12}" sleep 900 >/dev/null
+  "${TSH_IMAGE_DEBIAN12:-tsh-infra/systemd:debian12}" sleep $((600 + deploys * 150)) >/dev/null
 docker exec "$load" sh -c "echo 'Acquire::http::Proxy \"http://$gateway:3142\";' > /etc/apt/apt.conf.d/01proxy \
   && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null"
 
 # hey stops on SIGINT and prints its report; -z bounds it in any case.
-docker exec -d "$load" sh -c "hey -z 600s -c $workers -q $((rate / workers)) -disable-keepalive=false \
+docker exec -d "$load" sh -c "hey -z $((300 + deploys * 150))s -c $workers -q $((rate / workers)) -disable-keepalive=false \
   https://erp.tsh.sale/health > /tmp/hey.out 2>&1"
 until docker exec "$load" pgrep -x hey >/dev/null; do sleep 0.2; done
 
-start=$(date +%s.%N)
-play deploy.yml -e release_version=bench-b >/dev/null
-mid=$(date +%s.%N)
+marks=("$(date +%s.%N)")
+for v in "${versions[@]:1}"; do
+  play deploy.yml -e release_version="$v" >/dev/null
+  marks+=("$(date +%s.%N)")
+done
 play playbooks/rollback.yml >/dev/null
-end=$(date +%s.%N)
+marks+=("$(date +%s.%N)")
 
 docker exec "$load" pkill -INT -x hey
 while docker exec "$load" pgrep -x hey >/dev/null; do sleep 0.2; done
 docker exec "$load" cat /tmp/hey.out > "$builds/hey.out"
 
-python3 - "$builds/hey.out" "$start" "$mid" "$end" <<'PY'
-import re, sys
+python3 - "$builds/hey.out" "${marks[@]}" <<'PY'
+import re, statistics, sys
 text = open(sys.argv[1]).read()
-start, mid, end = map(float, sys.argv[2:5])
+marks = [float(m) for m in sys.argv[2:]]
+deploys = [b - a for a, b in zip(marks[:-2], marks[1:-1])]
+rollback = marks[-1] - marks[-2]
 codes = {int(c): int(n) for c, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)}
 errors = sum(int(n) for n in re.findall(r"\[(\d+)\]\s+Get ", text))
 sent = sum(codes.values()) + errors
@@ -72,8 +81,8 @@ print(f"requests sent:      {sent}")
 print(f"failed:             {failed}  (status codes {codes}, connection errors {errors})")
 print(f"rate:               {rps.group(1) if rps else '?'} requests/s")
 print(f"latency p50 / p99:  {float(p50.group(1))*1000:.1f} ms / {float(p99.group(1))*1000:.1f} ms" if p50 and p99 else "latency: ?")
-print(f"deploy wall time:   {mid - start:.1f} s")
-print(f"rollback wall time: {end - mid:.1f} s")
+print(f"deploy wall times:  {', '.join(f'{d:.1f}' for d in deploys)} s (median {statistics.median(deploys):.1f} s)")
+print(f"rollback wall time: {rollback:.1f} s")
 if failed:
     print(text[-3000:])
     sys.exit(1)
