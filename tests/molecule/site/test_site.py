@@ -1,0 +1,134 @@
+"""The whole droplet after site.yml: check mode, the maintenance answer before the first deploy, then a
+first deploy of the sample app and every part seen working from where its users see it.
+
+Each check looks at all targets itself (fixture `hosts`), in file order (see test_bluegreen.py: with
+testinfra's parametrized `host` the second target's checks would run after the first target's deploy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import REPO, container_ip, molecule_targets, outside_host, output, run_playbook, tcp_open
+
+testinfra_hosts = []
+
+GROUPS = str(REPO / "tests/molecule/droplet_groups.ini")
+SAMPLE = REPO / "tests/fixtures/sample_app"
+TARGETS = tuple(molecule_targets())
+NAMES = ["tsh.sale", "www.tsh.sale", "erp.tsh.sale", "shop.tsh.sale", "consumer.tsh.sale"]
+CA = "/usr/local/share/tsh-test/pebble-api.pem"
+ROOT = "/var/tmp/pebble-root.pem"
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    import testinfra
+
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    return [testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in TARGETS]
+
+
+def https(host, name, path="/", *args):
+    """curl from the target to its own scenario-network address, trusting only Pebble's current root."""
+    ip = container_ip(host.backend.get_hostname())
+    return host.run(f"curl -sS --max-time 10 --cacert {ROOT} --resolve {name}:443:{ip} {' '.join(args)} "
+                    f"https://{name}{path}")
+
+
+def recap(run, host):
+    """The PLAY RECAP counters of one host, as a dict."""
+    line = re.search(rf"^{re.escape(host)}\s*:(.*)$", run.stdout.split("PLAY RECAP", 1)[1], re.MULTILINE).group(1)
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line)}
+
+
+# Before any deploy -----------------------------------------------------------------------------
+def test_check_mode_on_the_converged_droplet_changes_nothing():
+    """site.yml --check --diff on a converged host reports no change and no failure."""
+    run = run_playbook(REPO / "site.yml", "-i", GROUPS, "--check", "--diff")
+    assert run.returncode == 0, output(run)[-4000:]
+    for name in TARGETS:
+        counters = recap(run, name)
+        assert counters["changed"] == 0 and counters["failed"] == 0, counters
+
+
+def test_api_answers_maintenance_before_the_first_deploy(hosts):
+    for host in hosts:
+        host.run_expect([0], f"curl -fsS --cacert {CA} https://pebble:15000/roots/0 -o {ROOT}")
+        page = https(host, "erp.tsh.sale", "/health", "-o /dev/null -w '%{http_code}'")
+        assert page.stdout == "503", page.stdout + page.stderr
+        assert json.loads(https(host, "erp.tsh.sale", "/health").stdout)["status"] == "maintenance"
+
+
+# The first deploy --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def first_deploy(tmp_path_factory):
+    build_dir = tmp_path_factory.mktemp("releases")
+    build = subprocess.run(
+        ["ansible-playbook", str(REPO / "playbooks/build.yml"), "-e", f"app_src={SAMPLE}", "-e", "app_version=s1",
+         "-e", f"build_dir={build_dir}", "-e", '{"build_python_versions": ["3.11", "3.13"]}'],
+        capture_output=True, text=True, cwd=REPO, check=False)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-2000:]
+    run = run_playbook(REPO / "deploy.yml", "-i", GROUPS, "-e", "release_version=s1", "-e", f"deploy_build_dir={build_dir}")
+    assert run.returncode == 0, output(run)[-4000:]
+    return run
+
+
+def test_every_name_serves_the_acme_certificate(hosts, first_deploy):
+    """Each of the five names over HTTPS: one Pebble-issued certificate covering all five, verified
+    against Pebble's current root (curl --cacert fails on anything else)."""
+    for host in hosts:
+        for name in NAMES:
+            path = "/health" if name == "erp.tsh.sale" else "/"
+            page = https(host, name, path, "-o /dev/null -w '%{http_code}'")
+            assert page.rc == 0, f"{name}: {page.stderr}"
+            assert page.stdout == ("301" if name == "tsh.sale" else "200"), (name, page.stdout)
+        ip = container_ip(host.backend.get_hostname())
+        sans = host.check_output(f"openssl s_client -connect {ip}:443 -servername shop.tsh.sale </dev/null 2>/dev/null"
+                                 " | openssl x509 -noout -ext subjectAltName")
+        assert sorted(s.strip()[4:] for s in sans.splitlines()[1].split(",")) == sorted(NAMES)
+
+
+def test_api_health_through_nginx(hosts, first_deploy):
+    for host in hosts:
+        page = https(host, "erp.tsh.sale", "/health")
+        assert page.rc == 0, page.stderr
+        body = json.loads(page.stdout)
+        assert body["version"] == "s1" and body["color"] == "blue"
+        assert body["status"] == "healthy" and body["database"]["status"] == "healthy"
+
+
+def test_firewall_from_outside(hosts, first_deploy):
+    allowed, denied = outside_host("allowed"), outside_host("denied")
+    for host in hosts:
+        ip = container_ip(host.backend.get_hostname())
+        for port in (80, 443):
+            assert tcp_open(allowed, ip, port) and tcp_open(denied, ip, port), port
+        assert tcp_open(allowed, ip, 22)
+        assert not tcp_open(denied, ip, 22)
+        for port in (5432, 8001, 8002, 8099):
+            assert not tcp_open(allowed, ip, port), port
+
+
+def test_backup_and_its_verification(hosts, first_deploy):
+    for host in hosts:
+        for unit in ("tsh-backup.service", "tsh-backup-verify.service"):
+            run = host.run(f"systemctl start {unit}")
+            assert run.rc == 0, host.check_output(f"journalctl -u {unit} -n 20 --no-pager -o cat")
+        verify = json.loads(host.file("/var/lib/tsh-backups/verify.json").content_string)
+        assert verify["result"] == "success"
+        # The deploy's own dump is there too, named with the release.
+        host.run_expect([0], "ls /opt/tsh_erp/backups/tsh_erp_*-pre-deploy-s1.dump")
+
+
+def test_status_reports_the_whole(first_deploy):
+    run = run_playbook(REPO / "playbooks/status.yml", "-i", GROUPS)
+    assert run.returncode == 0, output(run)[-3000:]
+    text = output(run)
+    for expected in ("active_color", "s1", "last_deploys", "not_after", "last_success"):
+        assert expected in text, expected
