@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import time
 
 import pytest
 
@@ -40,8 +41,8 @@ def pebble_root(host):
     return "/var/tmp/pebble-root.pem"
 
 
-def apply(host, extra):
-    run = run_playbook(APPLY, "-e", json.dumps(extra), limit=host.backend.get_hostname())
+def apply(host, extra, *args):
+    run = run_playbook(APPLY, "-e", json.dumps(extra), *args, limit=host.backend.get_hostname())
     return run, output(run)
 
 
@@ -108,10 +109,17 @@ def test_forced_renewal_through_the_service_reloads_nginx(host):
     pid = nginx_pid(host)
     host.run_expect([0], f"runuser -u acme -- sed -i \"s/^Le_NextRenewTime=.*/Le_NextRenewTime='1'/\" {DOMAIN_CONF}")
     start = host.run("systemctl start acme-sh-renew.service")
-    assert start.rc == 0, host.run("journalctl -u acme-sh-renew.service -n 60 --no-pager").stdout
-    after, sans = served(host, "www.tsh.sale")
-    assert after != before
-    assert sans == sorted(NAMES)
+    journal = host.run("journalctl -u acme-sh-renew.service -n 60 --no-pager").stdout
+    assert start.rc == 0, journal
+    # The renewal installed a new certificate on disk ...
+    on_disk = host.check_output("openssl x509 -noout -serial -in /etc/ssl/tsh/fullchain.pem").split("=", 1)[1]
+    assert on_disk != before, journal
+    # ... and nginx serves it once its reload has replaced the workers (a reload returns before that).
+    deadline = time.monotonic() + 20
+    while (after := served(host, "www.tsh.sale"))[0] != on_disk and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert after[0] == on_disk, journal
+    assert after[1] == sorted(NAMES)
     assert nginx_pid(host) == pid
 
 
@@ -121,6 +129,20 @@ def test_rerun_with_same_names_does_not_reissue(host):
     assert run.returncode == 0, text[-3000:]
     assert "changed=0" in text, [line for line in run.stdout.splitlines() if line.startswith("changed")]
     assert served(host, "erp.tsh.sale")[0] == before
+
+
+def test_check_mode_predicts_a_reissue_and_changes_nothing(host):
+    """--check: the same names report no change; a new name reports the reissue it would do, and
+    neither touches acme.sh's settings or the served certificate."""
+    before, _ = served(host, "www.tsh.sale")
+    conf = host.check_output(f"cat {DOMAIN_CONF}")
+    run, text = apply(host, {}, "--check", "--diff")
+    assert run.returncode == 0 and "changed=0" in text, text[-3000:]
+    run, text = apply(host, {"acme_sh_domains": NAMES + [SIXTH]}, "--check", "--diff")
+    assert run.returncode == 0, text[-3000:]
+    assert "changed=1" in text and f"wanted: {', '.join(sorted(NAMES + [SIXTH]))}" in text, text[-3000:]
+    assert host.check_output(f"cat {DOMAIN_CONF}") == conf
+    assert served(host, "www.tsh.sale")[0] == before
 
 
 def test_failed_issue_keeps_the_old_certificate(host):
