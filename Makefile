@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Scenarios in the order they start, two at a time (TSH_MOLECULE_JOBS); the longest first.
 SCENARIOS ?= bluegreen site acme_sh backups postgres nginx ufw base
 
-.PHONY: help up down setup images apt-cache lint unit molecule test clean
+.PHONY: help up down setup images apt-cache lint unit molecule test mitogen clean
 
 help:
 	@echo "make up        a local container standing in for the droplet, provisioned with site.yml"
@@ -23,6 +23,7 @@ help:
 	@echo "make unit      unit tests (pytest tests/unit)"
 	@echo "make molecule  every molecule scenario: $(SCENARIOS)"
 	@echo "make test      lint + unit + molecule; non-zero on any failure"
+	@echo "make mitogen   opt-in: install Mitogen into $(VENV) and print how to switch it on"
 
 $(BIN)/molecule: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,12 @@ molecule: setup images apt-cache
 	tests/bed/molecule.sh $(SCENARIOS)
 
 test: lint unit molecule
+
+# Opt-in: Mitogen's strategy halves an idempotent site.yml over SSH here (bench/provision);
+# nothing uses it unless ANSIBLE_STRATEGY says so.
+mitogen: setup
+	$(BIN)/pip install --quiet mitogen==0.3.54
+	@echo "export ANSIBLE_STRATEGY_PLUGINS=$$($(BIN)/python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))')/plugins/strategy ANSIBLE_STRATEGY=mitogen_linear"
 
 up: setup
 	tests/bed/local.sh up

@@ -8,8 +8,9 @@
 # state directory build/<name>; TSH_LOCAL_PUBLISH=0 publishes no ports (for a second stack beside one).
 # On a machine that is not Debian (a laptop): TSH_APT_PROXY=0 (no host apt cache) and images from a
 # registry of your own (TSH_IMAGE_DEBIAN12, TSH_IMAGE_DEBIAN13) instead of debootstrap.
-# Playbooks reach it with the local inventory plus the extra vars file local.sh writes:
-#   ansible-playbook -i inventories/local -e @build/<name>/extra.yml site.yml
+# Playbooks reach it with the local inventory plus the inventory file local.sh writes (the container's
+# name and the archive checksum as host vars of tsh-local):
+#   ansible-playbook -i inventories/local -i build/<name>/inventory.yml site.yml
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 name=${TSH_LOCAL_NAME:-tsh-local}
@@ -100,22 +101,26 @@ start() {
   docker cp -q "$state_dir/pebble-api.pem" "$name:$share/pebble-api.pem"
   docker cp -q "$state_dir/acme.sh-3.1.1.tar.gz" "$name:$share/acme.sh-3.1.1.tar.gz"
   # The local inventory names Pebble and the archive; the archive's checksum is the one built here,
-  # and the inventory's host reaches this container.
-  cat >"$state_dir/extra.yml" <<EOT
+  # and the inventory's host reaches this container. (Host vars, not -e: extra vars would also
+  # apply to the tasks the playbooks delegate to the controller.)
+  cat >"$state_dir/inventory.yml" <<EOT
 ---
-ansible_host: $name
-acme_sh_archive_sha256: $(sha256sum "$state_dir/acme.sh-3.1.1.tar.gz" | cut -d' ' -f1)
+all:
+  hosts:
+    tsh-local:
+      ansible_host: $name
+      acme_sh_archive_sha256: $(sha256sum "$state_dir/acme.sh-3.1.1.tar.gz" | cut -d' ' -f1)
 EOT
 }
 
 up() {
   start
-  ansible-playbook -i inventories/local -e "@$state_dir/extra.yml" site.yml
+  ansible-playbook -i inventories/local -i "$state_dir/inventory.yml" site.yml
   # The sample app stands in for the backend: build a release and deploy it blue/green.
   version="local-$(date -u +%Y%m%dT%H%M%SZ)"
   ansible-playbook playbooks/build.yml -e app_src="$PWD/tests/fixtures/sample_app" -e app_version="$version" \
     -e "{\"build_python_versions\": [\"$(docker exec "$name" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')\"]}"
-  ansible-playbook -i inventories/local -e "@$state_dir/extra.yml" deploy.yml -e release_version="$version"
+  ansible-playbook -i inventories/local -i "$state_dir/inventory.yml" deploy.yml -e release_version="$version"
   ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$name")
   # Pebble's issuing root changes at every Pebble start: fetch the current one to check the chain.
   docker exec "$name" curl -fsS --cacert "$share/pebble-api.pem" https://pebble:15000/roots/0 >"$state_dir/pebble-root.pem"
@@ -133,7 +138,7 @@ Every site, from this machine (trusting only the local ACME server's current roo
   curl --cacert $ca --resolve consumer.tsh.sale:8443:127.0.0.1 https://consumer.tsh.sale:8443/
   curl --resolve erp.tsh.sale:8080:127.0.0.1 -I http://erp.tsh.sale:8080/        (301 to https)
 API health: $health
-  status:       ansible-playbook -i inventories/local -e @$state_dir/extra.yml playbooks/status.yml
+  status:       ansible-playbook -i inventories/local -i $state_dir/inventory.yml playbooks/status.yml
   shell:        docker exec -it $name bash
   remove it:    make down
 EOT
