@@ -8,6 +8,9 @@
 # Needs a converged stack in a container (default: the bluegreen scenario's Debian 12 target):
 #   .venv/bin/molecule converge -s bluegreen
 #   bench/zero_downtime.sh [target-container] [inventory-dir]
+# or the local stack:  make up && bench/zero_downtime.sh tsh-local inventories/local
+# BENCH_SSH=1 runs the playbooks over SSH (a throwaway key for root, pipelining and ControlPersist
+# as in ansible.cfg), as CI reaches the droplet, instead of docker exec.
 # Traffic goes only to that container's address on the scenario's own Docker network, bounded
 # in rate (BENCH_RATE requests/s) and time (it stops when the rollback ends, at most 300 s + 150 s per deploy).
 set -euo pipefail
@@ -28,7 +31,7 @@ builds=$(mktemp -d)
 load=tsh-bench-load
 trap 'docker rm -f "$load" >/dev/null 2>&1; rm -rf "$builds"' EXIT
 
-echo "bench: target $target ($ip on $network), $rate requests/s"
+echo "bench: target $target ($ip on $network), $rate requests/s, over $([[ ${BENCH_SSH:-0} == 1 ]] && echo SSH || echo 'docker exec')"
 stamp=$(date -u +%H%M%S)
 versions=("bench-$stamp-0")
 for i in $(seq 1 "$deploys"); do versions+=("bench-$stamp-$i"); done
@@ -36,7 +39,27 @@ for v in "${versions[@]}"; do
   ansible-playbook playbooks/build.yml -e app_src="$PWD/tests/fixtures/sample_app" -e app_version=$v \
     -e build_dir="$builds" -e '{"build_python_versions": ["3.11", "3.13"]}' >/dev/null
 done
-play() { ansible-playbook -i "$inventory" -i "$groups" --limit "$target" "$@" -e deploy_build_dir="$builds"; }
+ssh_inventory=()
+if [[ ${BENCH_SSH:-0} == 1 ]]; then
+  ssh-keygen -q -t ed25519 -N "" -f "$builds/id" >/dev/null
+  docker exec -i "$target" sh -c "install -d -m 0700 /root/.ssh && cat >> /root/.ssh/authorized_keys" <"$builds/id.pub"
+  # Host vars in a later inventory source (not -e, which would also reach tasks delegated to the controller).
+  cat >"$builds/ssh.yml" <<EOT
+---
+all:
+  hosts:
+    $target:
+      ansible_connection: ssh
+      ansible_host: $ip
+      ansible_user: root
+      ansible_ssh_private_key_file: $builds/id
+      ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+EOT
+  ssh_inventory=(-i "$builds/ssh.yml")
+fi
+play() {
+  ansible-playbook -i "$inventory" -i "$groups" "${ssh_inventory[@]}" --limit "$target" "$@" -e deploy_build_dir="$builds"
+}
 
 echo "bench: first deploy (${versions[0]}), not measured"
 play deploy.yml -e release_version="${versions[0]}" >/dev/null
