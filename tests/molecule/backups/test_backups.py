@@ -112,7 +112,8 @@ def test_offsite_copy_after_each_backup(host):
 def test_labelled_backup_names_every_file(host):
     """tsh-backup --label (deploy.yml's pre-deploy dump) puts the label after the stamp of every file;
     a label that is not a plain name is refused before anything is written."""
-    run = host.run("runuser -u postgres -- /usr/local/sbin/tsh-backup --no-prune --label pre-deploy-2026.11.29-1")
+    # From root's home, as deploy.yml over SSH runs it: postgres cannot enter the caller's directory.
+    run = host.run("cd /root && runuser -u postgres -- /usr/local/sbin/tsh-backup --no-prune --label pre-deploy-2026.11.29-1")
     assert run.rc == 0, run.stderr
     name = dumps(host)[-1]
     assert name.endswith("-pre-deploy-2026.11.29-1.dump"), name
