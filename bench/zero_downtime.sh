@@ -9,6 +9,8 @@
 #   .venv/bin/molecule converge -s bluegreen
 #   bench/zero_downtime.sh [target-container] [inventory-dir]
 # or the local stack:  make up && bench/zero_downtime.sh tsh-local inventories/local
+# or several machines: .venv/bin/molecule converge -s multihost && BENCH_MULTIHOST=1 bench/zero_downtime.sh multihost-web
+#   (the target is the web host; deploys roll through both app hosts; not with BENCH_SSH).
 # BENCH_SSH=1 runs the playbooks over SSH (a throwaway key for root, pipelining and ControlPersist
 # as in ansible.cfg), as CI reaches the droplet, instead of docker exec.
 # Traffic goes only to that container's address on the scenario's own Docker network, bounded
@@ -22,8 +24,16 @@ network=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}
 ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$target")
 gateway=$(docker network inspect -f '{{(index .IPAM.Config 0).Gateway}}' "$network")
 # Default: the molecule inventory (of any checkout) that holds the target.
-inventory=${2:-$(dirname "$(grep -l -- "$target:" "$HOME"/.ansible/tmp/molecule.*.bluegreen/inventory/ansible_inventory.yml | head -n1)")}
-groups=tests/molecule/droplet_groups.ini
+scenario=bluegreen
+# The one droplet: its groups come from droplet_groups.ini and the run is limited to it. Several
+# machines: the scenario's inventory has the groups and every app host takes part.
+limit=(--limit "$target")
+groups=(-i tests/molecule/droplet_groups.ini)
+if [[ ${BENCH_MULTIHOST:-0} == 1 ]]; then
+  scenario=multihost limit=() groups=()
+  [[ ${BENCH_SSH:-0} == 1 ]] && { echo "bench: BENCH_SSH is for one droplet only" >&2; exit 2; }
+fi
+inventory=${2:-$(dirname "$(grep -l -- "$target:" "$HOME"/.ansible/tmp/molecule.*."$scenario"/inventory/ansible_inventory.yml | head -n1)")}
 deploys=${BENCH_DEPLOYS:-3}
 rate=${BENCH_RATE:-120}
 workers=10
@@ -58,7 +68,7 @@ EOT
   ssh_inventory=(-i "$builds/ssh.yml")
 fi
 play() {
-  ansible-playbook -i "$inventory" -i "$groups" "${ssh_inventory[@]}" --limit "$target" "$@" -e deploy_build_dir="$builds"
+  ansible-playbook -i "$inventory" "${groups[@]}" "${ssh_inventory[@]}" "${limit[@]}" "$@" -e deploy_build_dir="$builds"
 }
 
 echo "bench: first deploy (${versions[0]}), not measured"

@@ -11,6 +11,11 @@ logdir=.molecule-logs
 mkdir -p "$logdir"
 : "${TSH_APT_PROXY:=1}"
 export TSH_APT_PROXY
+# molecule/multihost pins addresses on its network; another TSH_TEST_ID gets another subnet.
+if [[ -z ${TSH_MULTIHOST_NET:-} && -n ${TSH_TEST_ID:-} ]]; then
+  TSH_MULTIHOST_NET=10.213.$(( $(printf %s "$TSH_TEST_ID" | cksum | cut -d' ' -f1) % 200 + 20 ))
+  export TSH_MULTIHOST_NET
+fi
 
 declare -A pid_of=() start_of=()
 results=()

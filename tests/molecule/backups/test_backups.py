@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import shlex
+import time
 import uuid
 
 import pytest
@@ -290,3 +291,32 @@ def test_restore_brings_the_deleted_row_back(host):
         assert after["blue"] == "inactive"
         assert after["green"] == "active"
         assert "tsh_erp-green.service" in text.split("started after the restore:", 1)[1]
+
+
+def test_restore_releases_the_deploy_lock(host):
+    restore_story()
+    assert not host.file("/opt/tsh_erp/deploy/lock").exists
+
+
+def test_restore_waits_for_a_running_deploy(host):
+    """A deploy holds the lock: restore.yml refuses before stopping anything and leaves the lock."""
+    story = restore_story()
+    inventory = ("-i", str(INVENTORY))
+    targets = testinfra.get_hosts(["ansible://targets"], ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+    holder = '{"holder": "ci@runner", "version": "v9", "operation": "deploy", "started": "now", "started_epoch": %d, "token": "x"}'
+    for t in targets:
+        t.run_expect([0], "mkdir -p /opt/tsh_erp/deploy/lock && echo '%s' > /opt/tsh_erp/deploy/lock/holder.json"
+                     % (holder % int(time.time())))
+    try:
+        before = {t.backend.get_hostname(): t.check_output("systemctl is-active tsh_erp-blue tsh_erp-green || test $? -eq 3")
+                  for t in targets}
+        run = run_playbook(RESTORE, *inventory, "-e", "backups_restore_confirm=tsh_erp")
+        assert run.returncode != 0
+        assert "is held by ci@runner deploying v9" in output(run)
+        for t in targets:
+            assert t.check_output("systemctl is-active tsh_erp-blue tsh_erp-green || test $? -eq 3") == before[t.backend.get_hostname()]
+            assert t.file("/opt/tsh_erp/deploy/lock/holder.json").contains("ci@runner")
+    finally:
+        for t in targets:
+            t.run_expect([0], "rm -rf /opt/tsh_erp/deploy/lock")
+    assert story["restore"].returncode == 0
