@@ -242,6 +242,26 @@ def restore_story():
         sql(t, f"DELETE FROM orders WHERE note = '{marker}'")
     _RESTORE["refused"] = run_playbook(RESTORE, *inventory)
     _RESTORE["after_refused"] = {t.backend.get_hostname(): sql(t, count) for t in targets}
+    # A deploy holds the lock (as lock_acquire.yml writes it): the confirmed restore must wait.
+    holder = json.dumps({"holder": "ci@runner", "version": "v9", "operation": "deploy", "started": "now",
+                         "started_epoch": int(time.time()), "token": "x"})
+    units = "systemctl is-active tsh_erp-blue tsh_erp-green || test $? -eq 3"
+    for t in targets:
+        t.run_expect([0], f"mkdir -p /opt/tsh_erp/deploy/lock && echo {shlex.quote(holder)} > /opt/tsh_erp/deploy/lock/holder.json")
+    try:
+        _RESTORE["locked_before"] = {t.backend.get_hostname(): t.check_output(units) for t in targets}
+        _RESTORE["locked"] = run_playbook(RESTORE, *inventory, "-e", "backups_restore_confirm=tsh_erp")
+        _RESTORE["locked_after"] = {
+            t.backend.get_hostname(): {
+                "units": t.check_output(units),
+                "holder_kept": t.file("/opt/tsh_erp/deploy/lock/holder.json").contains("ci@runner"),
+                "rows": sql(t, count),
+            }
+            for t in targets
+        }
+    finally:
+        for t in targets:
+            t.run_expect([0], "rm -rf /opt/tsh_erp/deploy/lock")
     started = {t.backend.get_hostname(): t.check_output("systemctl show -p ActiveEnterTimestampMonotonic tsh_erp-blue")
                for t in targets}
     _RESTORE["restore"] = run_playbook(RESTORE, *inventory, "-e", "backups_restore_confirm=tsh_erp")
@@ -301,22 +321,9 @@ def test_restore_releases_the_deploy_lock(host):
 def test_restore_waits_for_a_running_deploy(host):
     """A deploy holds the lock: restore.yml refuses before stopping anything and leaves the lock."""
     story = restore_story()
-    inventory = ("-i", str(INVENTORY))
-    targets = testinfra.get_hosts(["ansible://targets"], ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
-    holder = '{"holder": "ci@runner", "version": "v9", "operation": "deploy", "started": "now", "started_epoch": %d, "token": "x"}'
-    for t in targets:
-        t.run_expect([0], "mkdir -p /opt/tsh_erp/deploy/lock && echo '%s' > /opt/tsh_erp/deploy/lock/holder.json"
-                     % (holder % int(time.time())))
-    try:
-        before = {t.backend.get_hostname(): t.check_output("systemctl is-active tsh_erp-blue tsh_erp-green || test $? -eq 3")
-                  for t in targets}
-        run = run_playbook(RESTORE, *inventory, "-e", "backups_restore_confirm=tsh_erp")
-        assert run.returncode != 0
-        assert "is held by ci@runner deploying v9" in output(run)
-        for t in targets:
-            assert t.check_output("systemctl is-active tsh_erp-blue tsh_erp-green || test $? -eq 3") == before[t.backend.get_hostname()]
-            assert t.file("/opt/tsh_erp/deploy/lock/holder.json").contains("ci@runner")
-    finally:
-        for t in targets:
-            t.run_expect([0], "rm -rf /opt/tsh_erp/deploy/lock")
-    assert story["restore"].returncode == 0
+    name = host.backend.get_hostname()
+    assert story["locked"].returncode != 0
+    assert "is held by ci@runner deploying v9" in output(story["locked"])
+    assert story["locked_after"][name]["units"] == story["locked_before"][name]
+    assert story["locked_after"][name]["holder_kept"]
+    assert story["locked_after"][name]["rows"] == "0"

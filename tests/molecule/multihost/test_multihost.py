@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -282,3 +283,23 @@ def test_status_reads_the_link_from_the_web_host(step_rollback):
     text = output(run)
     assert text.count('"active_color": "blue"') == len(APPS), text[-3000:]
     assert "last_success" in text and "not_after" in text
+
+
+# 6. Restore: the database host stops and starts the app hosts, under the web host's lock ----------
+def test_restore_stops_and_starts_the_app_hosts_under_the_lock(step_rollback):
+    backup = run_playbook(REPO / "playbooks/backup.yml")
+    assert backup.returncode == 0, output(backup)[-3000:]
+    started = {app: sh(app, "systemctl show -p ActiveEnterTimestampMonotonic --value tsh_erp-blue") for app in APPS}
+    run = run_playbook(REPO / "playbooks/restore.yml", "-e", "backups_restore_confirm=tsh_erp")
+    assert run.returncode == 0, output(run)[-3000:]
+    assert "started after the restore: tsh_erp-blue.service" in output(run)
+    for app in APPS:
+        assert unit(app, "tsh_erp-blue") == "active", app
+        assert sh(app, "systemctl show -p ActiveEnterTimestampMonotonic --value tsh_erp-blue") != started[app], app
+    assert sh(WEB, "test ! -e /opt/tsh_erp/deploy/lock && echo free") == "free"
+    # uvicorn answers a moment after systemd reports the unit started.
+    for _ in range(30):
+        if served().get("version") == "v1":
+            break
+        time.sleep(1)
+    assert served()["version"] == "v1"
