@@ -232,9 +232,25 @@ def test_deploy_to_part_of_the_app_hosts_is_refused(step_partial):
     assert sh(APP1, "readlink /opt/tsh_erp/current-blue").endswith("releases/v1")
 
 
+@pytest.fixture(scope="module")
+def step_two_web_hosts(step_partial, build_dir, tmp_path_factory):
+    extra = tmp_path_factory.mktemp("inventory") / "second_web.ini"
+    extra.write_text(f"[web]\n{PREFIX}-web2 ansible_connection=local\n", encoding="utf-8")
+    return deploy(build_dir, "v3-bad-on-app2", "-i", str(extra))
+
+
+def test_a_second_web_host_is_refused(step_two_web_hosts):
+    """Only one web host's link would switch: refused before any app host changes."""
+    assert step_two_web_hosts.returncode != 0
+    assert "a deploy switches nginx's link on one web host only" in output(step_two_web_hosts)
+    assert active_link() == "tsh_erp_green.conf"
+    assert unit(APP1, "tsh_erp-blue") != "active"
+    assert sh(WEB, "test ! -e /opt/tsh_erp/deploy/lock && echo free") == "free"
+
+
 # 4. A release failing only on the second app host -------------------------------------------------
 @pytest.fixture(scope="module")
-def step_bad_on_app2(step_partial, build_dir):
+def step_bad_on_app2(step_two_web_hosts, build_dir):
     return deploy(build_dir, "v3-bad-on-app2")
 
 
