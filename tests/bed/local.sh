@@ -52,7 +52,7 @@ JSON
         --transform 's,^acme.sh,acme.sh-3.1.1,' -C x/usr/share -czf /root/acme.sh-3.1.1.tar.gz acme.sh
     fi"
   if ! docker exec "$pebble" sh -c 'exec 3<>/dev/tcp/127.0.0.1/14000' 2>/dev/null; then
-    docker exec -d -e PEBBLE_VA_NOSLEEP=1 -e PEBBLE_WFE_NONCEREJECT=0 "$pebble" \
+    docker exec -d -e PEBBLE_VA_NOSLEEP=1 -e PEBBLE_WFE_NONCEREJECT=0 -e PEBBLE_AUTHZREUSE=0 "$pebble" \
       sh -c 'exec pebble -config /etc/pebble/pebble.json >/var/log/pebble.log 2>&1'
   fi
   # Ready when its API port accepts connections.
