@@ -69,6 +69,21 @@ def run_playbook(playbook: str | pathlib.Path, *args: str, limit: str | None = N
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
 
 
+SAMPLE_APP = REPO / "tests/fixtures/sample_app"
+BUILD_PYTHONS = '{"build_python_versions": ["3.11", "3.13"]}'
+
+
+def build_release(build_dir, version: str, faults: dict | None = None) -> None:
+    """Build the sample app as release `version` into build_dir (playbooks/build.yml), with the
+    sample app's test faults (FAULTS.json) when given."""
+    args = ["ansible-playbook", str(REPO / "playbooks/build.yml"), "-e", f"app_src={SAMPLE_APP}",
+            "-e", f"app_version={version}", "-e", f"build_dir={build_dir}", "-e", BUILD_PYTHONS]
+    if faults:
+        args += ["-e", json.dumps({"app_faults": faults})]
+    run = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+
+
 def output(run) -> str:
     """stdout and stderr of a run_playbook() result with all whitespace folded to single spaces,
     so a message wrapped by the callback still matches as one line."""

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import REPO, molecule_targets, output, playbook_command, run_playbook
+from conftest import REPO, build_release, molecule_targets, output, playbook_command, run_playbook
 
 # Every check looks at all targets itself (fixture `hosts`), in file order. With testinfra's
 # module-scoped, parametrized `host` fixture pytest would run all checks of the first host before
@@ -27,8 +27,6 @@ from conftest import REPO, molecule_targets, output, playbook_command, run_playb
 testinfra_hosts = []
 
 GROUPS = str(REPO / "tests/molecule/droplet_groups.ini")
-SAMPLE = REPO / "tests/fixtures/sample_app"
-PYTHONS = '{"build_python_versions": ["3.11", "3.13"]}'
 # The targets in inventory order (one with molecule --platform-name). deploy.yml runs serial: 1 in
 # that order; a failure on the first host ends the rollout there.
 TARGETS = tuple(molecule_targets())
@@ -43,21 +41,12 @@ def hosts():
     return [testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in TARGETS]
 
 
-def build(build_dir, version, faults=None):
-    args = ["ansible-playbook", str(REPO / "playbooks/build.yml"), "-e", f"app_src={SAMPLE}",
-            "-e", f"app_version={version}", "-e", f"build_dir={build_dir}", "-e", PYTHONS]
-    if faults:
-        args += ["-e", json.dumps({"app_faults": faults})]
-    run = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-
-
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("releases")
-    build(path, "v1")
-    build(path, "v2")
-    build(path, "v3-unhealthy", faults={"health": "fail"})
+    build_release(path, "v1")
+    build_release(path, "v2")
+    build_release(path, "v3-unhealthy", faults={"health": "fail"})
     return path
 
 

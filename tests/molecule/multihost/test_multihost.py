@@ -15,12 +15,10 @@ import time
 
 import pytest
 
-from conftest import REPO, output, run_playbook, scenario_name
+from conftest import REPO, build_release, output, run_playbook, scenario_name
 
 testinfra_hosts = []
 
-SAMPLE = REPO / "tests/fixtures/sample_app"
-PYTHONS = '{"build_python_versions": ["3.11", "3.13"]}'
 NET = os.environ.get("TSH_MULTIHOST_NET", "10.213.7")
 PREFIX = scenario_name()
 DB, APP1, APP2, WEB = (f"{PREFIX}-{name}" for name in ("db", "app1", "app2", "web"))
@@ -50,6 +48,14 @@ def served(path="/health"):
     return json.loads(sh(WEB, f"curl -sk --max-time 5 --resolve erp.tsh.sale:443:127.0.0.1 https://erp.tsh.sale{path}"))
 
 
+def served_by_both_app_hosts(requests=20):
+    """/health through nginx `requests` times; nginx must have spread them over both app hosts."""
+    bodies = [served() for _ in range(requests)]
+    hosts = {body["host"] for body in bodies}
+    assert hosts == set(APPS), hosts
+    return bodies
+
+
 def active_link():
     return sh(WEB, "readlink /etc/nginx/upstreams/tsh_erp_active.conf")
 
@@ -63,21 +69,12 @@ def audit(host):
     return [json.loads(line) for line in sh(host, "cat /opt/tsh_erp/deploy/audit.log").splitlines()]
 
 
-def build(build_dir, version, faults=None):
-    args = ["ansible-playbook", str(REPO / "playbooks/build.yml"), "-e", f"app_src={SAMPLE}",
-            "-e", f"app_version={version}", "-e", f"build_dir={build_dir}", "-e", PYTHONS]
-    if faults:
-        args += ["-e", json.dumps({"app_faults": faults})]
-    run = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-
-
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("releases")
-    build(path, "v1")
-    build(path, "v2")
-    build(path, "v3-bad-on-app2", faults={"health": "fail", "only_on": [APP2]})
+    build_release(path, "v1")
+    build_release(path, "v2")
+    build_release(path, "v3-bad-on-app2", faults={"health": "fail", "only_on": [APP2]})
     return path
 
 
@@ -124,12 +121,8 @@ def step_v1(build_dir):
 
 def test_v1_serves_from_blue_on_both_app_hosts(step_v1):
     assert active_link() == "tsh_erp_blue.conf"
-    seen = set()
-    for _ in range(20):
-        body = served()
+    for body in served_by_both_app_hosts():
         assert body["version"] == "v1" and body["color"] == "blue" and body["status"] == "healthy"
-        seen.add(body["host"])
-    assert seen == set(APPS), seen
 
 
 def test_colours_listen_on_the_private_address_only(step_v1):
@@ -192,12 +185,8 @@ def test_v2_rolled_out_without_a_failed_request(step_v2):
 
 def test_v2_serves_from_green_everywhere_and_blue_is_stopped(step_v2):
     assert active_link() == "tsh_erp_green.conf"
-    seen = set()
-    for _ in range(20):
-        body = served()
+    for body in served_by_both_app_hosts():
         assert body["version"] == "v2" and body["color"] == "green"
-        seen.add(body["host"])
-    assert seen == set(APPS), seen
     for app in APPS:
         assert unit(app, "tsh_erp-blue") != "active"
         assert unit(app, "tsh_erp-blue", "is-enabled") == "disabled"
@@ -280,12 +269,8 @@ def step_rollback(step_bad_on_app2):
 
 def test_rollback_moves_every_app_host_back_to_v1(step_rollback):
     assert active_link() == "tsh_erp_blue.conf"
-    seen = set()
-    for _ in range(20):
-        body = served()
+    for body in served_by_both_app_hosts():
         assert body["version"] == "v1" and body["color"] == "blue"
-        seen.add(body["host"])
-    assert seen == set(APPS), seen
     for app in APPS:
         assert unit(app, "tsh_erp-green") != "active", app
         assert audit(app)[-1]["operation"] == "rollback"
