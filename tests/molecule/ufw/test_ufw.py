@@ -60,6 +60,35 @@ def _rules(host):
     return host.check_output("ufw show added")
 
 
+def test_sources_are_stored_as_ufw_spells_them(host):
+    """converge.yml lists <prober>/32, 192.0.2.77/24 and 2001:DB8:0:0::1; all three survive."""
+    rules = _rules(host)
+    allowed_ip = container_ip(f"{scenario_name()}-outside-allowed")
+    assert f"ufw allow from {allowed_ip} to any port 22 proto tcp" in rules
+    assert "ufw allow from 192.0.2.0/24 to any port 22 proto tcp" in rules
+    assert "ufw allow from 2001:db8::1 to any port 22 proto tcp" in rules
+
+
+def test_rerun_with_other_spellings_changes_nothing(host, allowed, target_ip):
+    """The lock-out bug: a /32 source was added, then pruned as stale, then ufw enabled."""
+    before = _rules(host)
+    allowed_ip = container_ip(f"{scenario_name()}-outside-allowed")
+    sources = f'["{allowed_ip}/32", "192.0.2.77/24", "2001:db8:0::1/128"]'
+    run = run_playbook(APPLY, "-e", f'{{"ufw_ssh_allowed_sources": {sources}}}', limit=host.backend.get_hostname())
+    assert run.returncode == 0, output(run)[-3000:]
+    assert "changed=0" in output(run)
+    assert _rules(host) == before
+    assert tcp_open(allowed, target_ip, 22)
+
+
+def test_refuses_an_ssh_port_that_differs_from_sshd(host):
+    before = _rules(host)
+    run = run_playbook(APPLY, "-e", '{"base_sshd_port": 2222}', limit=host.backend.get_hostname())
+    assert run.returncode != 0
+    assert "base_sshd_port is 2222 but ufw_ssh_port is 22" in output(run)
+    assert _rules(host) == before
+
+
 def test_refuses_to_lock_out_the_controller(host):
     """A controller address that is not allowed fails before any rule changes."""
     before = _rules(host)
