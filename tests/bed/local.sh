@@ -116,10 +116,11 @@ EOT
 up() {
   start
   ansible-playbook -i inventories/local -i "$state_dir/inventory.yml" site.yml
-  # The sample app stands in for the backend: build a release and deploy it blue/green.
+  # The sample app stands in for the backend: build a release (for the container's Python, which
+  # build.yml asks the inventory's app host for) and deploy it blue/green.
   version="local-$(date -u +%Y%m%dT%H%M%SZ)"
-  ansible-playbook playbooks/build.yml -e app_src="$PWD/tests/fixtures/sample_app" -e app_version="$version" \
-    -e "{\"build_python_versions\": [\"$(docker exec "$name" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')\"]}"
+  ansible-playbook -i inventories/local -i "$state_dir/inventory.yml" playbooks/build.yml \
+    -e app_src="$PWD/tests/fixtures/sample_app" -e app_version="$version"
   ansible-playbook -i inventories/local -i "$state_dir/inventory.yml" deploy.yml -e release_version="$version"
   ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$name")
   # Pebble's issuing root changes at every Pebble start: fetch the current one to check the chain.
