@@ -1,10 +1,13 @@
-"""Backups proven by using them: dumps that check out, pruning, a restore check that catches damage
-and alerts, and a deleted row brought back with playbooks/restore.yml."""
+"""Backups proven by using them: dumps and an archive of the shared paths that check out, pruning, a
+restore check that catches damage and alerts, and a deleted row and a deleted upload brought back
+with playbooks/restore.yml."""
 
 import json
 import os
 import pathlib
+import re
 import shlex
+import tempfile
 import time
 import uuid
 
@@ -20,6 +23,10 @@ ALERTS = "/var/log/tsh-test-alerts.log"
 INVENTORY = pathlib.Path(__file__).with_name("inventory.ini")
 BACKUP = REPO / "playbooks/backup.yml"
 RESTORE = REPO / "playbooks/restore.yml"
+# backups_shared_paths (molecule.yml): the uploads prepare.yml made, and a path that does not exist.
+IMAGES = "/opt/tsh_erp/shared/app/images"
+UPLOAD = f"{IMAGES}/thumbs/product-1.png"
+MISSING = "/opt/tsh_erp/shared/app/documents"
 
 
 def sql(host, query, db="tsh_erp"):
@@ -36,6 +43,16 @@ def backup_now(host):
     run = host.run("systemctl start tsh-backup.service")
     assert run.rc == 0, host.check_output("journalctl -u tsh-backup.service -n 20 --no-pager -o cat")
     return dumps(host)[-1]
+
+
+def last_backup(host):
+    return json.loads(host.file("/var/lib/tsh-backups/backup.json").content_string)
+
+
+def listing(host, archive):
+    """tar's verbose listing of a files archive: {member: (mode string, owner/group)}."""
+    out = host.check_output(f"tar --list --verbose --gzip --file={DIR}/{archive}")
+    return {line.split()[5]: (line.split()[0], line.split()[1]) for line in out.splitlines()}
 
 
 def wait_for_alert(host, unit):
@@ -93,7 +110,8 @@ def test_backup_writes_checked_private_dumps(host):
     assert "CREATE ROLE tsh_erp" in host.check_output(f"cat {DIR}/globals_{stamp}.sql")
     directory = host.file(DIR)
     assert (directory.user, directory.group, directory.mode) == ("postgres", "postgres", 0o700)
-    for path in (f"{DIR}/{name}", f"{DIR}/{name}.sha256", f"{DIR}/globals_{stamp}.sql"):
+    for path in (f"{DIR}/{name}", f"{DIR}/{name}.sha256", f"{DIR}/globals_{stamp}.sql", f"{DIR}/files_{stamp}.tar.gz",
+                 f"{DIR}/files_{stamp}.tar.gz.sha256"):
         f = host.file(path)
         assert (f.user, f.mode) == ("postgres", 0o600), path
     assert host.check_output(f"find {DIR} -perm /o+rwx -o -perm /g+rwx") == ""
@@ -102,6 +120,26 @@ def test_backup_writes_checked_private_dumps(host):
     assert status["result"] == "success"
     assert status["stamp"] == stamp
     assert name in status["files"]
+
+
+def test_backup_archives_the_shared_paths(host):
+    """The service (as root) archives the uploads, which postgres cannot read, next to the dump:
+    checksummed, with owners and modes, the content intact; the missing shared path is skipped."""
+    backup_now(host)
+    stamp = last_backup(host)["stamp"]
+    archive = f"files_{stamp}.tar.gz"
+    assert archive in last_backup(host)["files"] and f"{archive}.sha256" in last_backup(host)["files"]
+    assert host.run(f"cd {DIR} && sha256sum --check --strict {archive}.sha256").rc == 0
+    members = listing(host, archive)
+    assert members["opt/tsh_erp/shared/app/images/"] == ("drwxr-x---", "tsh_erp/tsh_erp")
+    assert members[UPLOAD.lstrip("/")] == ("-rw-r-----", "tsh_erp/tsh_erp")
+    assert not [m for m in members if not m.startswith("opt/tsh_erp/shared/app/images/")]
+    content = host.check_output(f"tar --extract --to-stdout --gzip --file={DIR}/{archive} {UPLOAD.lstrip('/')}")
+    assert content == host.file(UPLOAD).content_string.strip()
+    log = host.check_output("journalctl -u tsh-backup.service -n 20 --no-pager -o cat")
+    assert f"skipping shared path {MISSING}: it does not exist (yet)" in log
+    assert f"wrote {DIR}/{archive}" in log
+    assert host.check_output(f"runuser -u postgres -- test -r {UPLOAD} || echo closed") == "closed"
 
 
 def test_offsite_copy_after_each_backup(host):
@@ -113,18 +151,29 @@ def test_offsite_copy_after_each_backup(host):
 def test_labelled_backup_names_every_file(host):
     """tsh-backup --label (deploy.yml's pre-deploy dump) puts the label after the stamp of every file;
     a label that is not a plain name is refused before anything is written."""
-    # From root's home, as deploy.yml over SSH runs it: postgres cannot enter the caller's directory.
-    run = host.run("cd /root && runuser -u postgres -- /usr/local/sbin/tsh-backup --no-prune --label pre-deploy-2026.11.29-1")
+    # As root (it reads the shared paths, the dumps run as postgres), from root's home as deploy.yml
+    # over SSH runs it: postgres cannot enter the caller's directory.
+    run = host.run("cd /root && /usr/local/sbin/tsh-backup --no-prune --label pre-deploy-2026.11.29-1")
     assert run.rc == 0, run.stderr
     # (Not dumps()[-1]: the previous check's dump may carry the same second, and sorts after it.)
     (name,) = [d for d in dumps(host) if d.endswith("-pre-deploy-2026.11.29-1.dump")]
     stamp = name.removeprefix("tsh_erp_").removesuffix(".dump")
-    assert host.run(f"cd {DIR} && sha256sum --check --strict {name}.sha256 globals_{stamp}.sql.sha256").rc == 0
+    assert host.run(f"cd {DIR} && sha256sum --check --strict {name}.sha256 globals_{stamp}.sql.sha256 "
+                    f"files_{stamp}.tar.gz.sha256").rc == 0
+    assert UPLOAD.lstrip("/") in listing(host, f"files_{stamp}.tar.gz")
+    assert host.check_output(f"find {DIR} -name '*{stamp}*' ! -user postgres") == ""
     status = json.loads(host.file("/var/lib/tsh-backups/backup.json").content_string)
     assert status["label"] == "pre-deploy-2026.11.29-1" and name in status["files"]
+    assert f"files_{stamp}.tar.gz" in status["files"]
     before = host.check_output(f"ls -A {DIR}")
-    bad = host.run("runuser -u postgres -- /usr/local/sbin/tsh-backup --label ../../tmp/x")
+    bad = host.run("/usr/local/sbin/tsh-backup --label ../../tmp/x")
     assert bad.rc != 0 and "label '../../tmp/x' must be letters, digits" in bad.stderr
+    # As postgres (runuser, as the inventories' deploy_backup_command says today) it cannot read the
+    # uploads: it refuses before writing anything rather than leave them out.
+    closed = host.run("cd /root && runuser -u postgres -- /usr/local/sbin/tsh-backup --no-prune --label pre-deploy-x")
+    assert closed.rc != 0
+    assert "running as postgres, which cannot search /opt/tsh_erp/shared/app to find shared path" in closed.stderr
+    assert "run tsh-backup as root" in closed.stderr
     assert host.check_output(f"ls -A {DIR}") == before
 
 
@@ -145,6 +194,8 @@ def test_retention_prunes_old_dumps_and_keeps_the_rest(host):
     fake_dump(host, "tsh_erp_20260102T023000Z.dump", "8 days ago")
     fake_dump(host, "tsh_erp_20260103T023000Z.dump", "6 days ago")
     fake_dump(host, "globals_20260101T023000Z.sql", "10 days ago")
+    fake_dump(host, "files_20260101T023000Z.tar.gz", "10 days ago")
+    fake_dump(host, "files_20260103T023000Z-pre-deploy-x.tar.gz", "6 days ago")
     log = prune(host)
     assert "pruned tsh_erp_20260101T023000Z.dump" in log
     remaining = dumps(host)
@@ -154,19 +205,29 @@ def test_retention_prunes_old_dumps_and_keeps_the_rest(host):
     assert newest in remaining
     assert "globals_20260101T023000Z.sql" not in dumps(host, "globals", "sql")
     assert not host.file(f"{DIR}/tsh_erp_20260101T023000Z.dump.sha256").exists
+    archives = dumps(host, "files", "tar.gz")
+    assert "files_20260101T023000Z.tar.gz" not in archives
+    assert not host.file(f"{DIR}/files_20260101T023000Z.tar.gz.sha256").exists
+    assert "files_20260103T023000Z-pre-deploy-x.tar.gz" in archives
+    assert f"files_{last_backup(host)['stamp']}.tar.gz" in archives
 
 
 def test_retention_never_deletes_the_newest_good_dump(host):
     """With every file aged past retention (a clock jump), the newest dump whose checksum matches
     stays; a newer-named but damaged one does not count and goes."""
     newest = backup_now(host)
+    archive = f"files_{last_backup(host)['stamp']}.tar.gz"
     fake_dump(host, "tsh_erp_20991231T000000Z.dump", "now")
     host.run_expect([0], f"echo damage >> {DIR}/tsh_erp_20991231T000000Z.dump")
+    fake_dump(host, "files_20991231T000000Z.tar.gz", "now")
+    host.run_expect([0], f"echo damage >> {DIR}/files_20991231T000000Z.tar.gz")
     host.run_expect([0], f"find {DIR} -type f -exec touch -d '40 days ago' {{}} +")
     log = prune(host)
     assert f"keeping {newest}" in log
     assert dumps(host) == [newest]
     assert len(dumps(host, "globals", "sql")) == 1
+    assert f"keeping {archive}" in log
+    assert dumps(host, "files", "tar.gz") == [archive]
 
 
 def test_refuses_to_start_when_disk_is_nearly_full(host):
@@ -190,10 +251,14 @@ def test_verify_restores_the_newest_dump(host):
     log = host.check_output("journalctl -u tsh-backup-verify.service -n 5 --no-pager -o cat")
     assert run.rc == 0, log
     assert "restores: 1 tables, check query returned 1 rows" in log
+    archive = dumps(host, "files", "tar.gz")[-1]
+    assert f"{archive} lists {len(listing(host, archive))} entries" in host.check_output(
+        "journalctl -u tsh-backup-verify.service -n 12 --no-pager -o cat")
     assert sql(host, "SELECT count(*) FROM pg_database WHERE datname LIKE 'tsh_verify_%'", db="postgres") == "0"
     status = json.loads(host.file("/var/lib/tsh-backups/verify.json").content_string)
     assert status["result"] == "success"
     assert dumps(host)[-1] in status["files"]
+    assert archive in status["files"]
 
 
 def test_damaged_dump_fails_verify_loudly_and_alerts(host):
@@ -209,19 +274,67 @@ def test_damaged_dump_fails_verify_loudly_and_alerts(host):
     assert host.file("/var/lib/tsh-backups/verify.json").content_string == before
 
 
+def test_damaged_files_archive_fails_verify_and_alerts(host):
+    """A files archive that no longer matches its checksum fails the check; so does one that
+    matches its checksum but that tar cannot read (damaged before it was checksummed)."""
+    backup_now(host)
+    archive = f"files_{last_backup(host)['stamp']}.tar.gz"
+    before = host.file("/var/lib/tsh-backups/verify.json").content_string
+    host.run_expect([0], f"rm -f {ALERTS}")
+    host.run_expect([0], f"printf 'XXXXXXXX' | dd of={DIR}/{archive} bs=1 seek=40 conv=notrunc status=none")
+    run = host.run("systemctl start tsh-backup-verify.service")
+    assert run.rc != 0
+    log = host.check_output("journalctl -u tsh-backup-verify.service -n 5 --no-pager -o cat")
+    assert f"FAILED: {archive} does not match its checksum" in log
+    assert wait_for_alert(host, "tsh-backup-verify.service")
+    unreadable = "files_20991231T000000Z.tar.gz"
+    fake_dump(host, unreadable, "now")
+    try:
+        run = host.run("systemctl start tsh-backup-verify.service")
+        log = host.check_output("journalctl -u tsh-backup-verify.service -n 5 --no-pager -o cat")
+        assert run.rc != 0
+        assert f"FAILED: tar cannot list {unreadable}: the archive is damaged" in log
+    finally:
+        host.run_expect([0], f"rm -f {DIR}/{unreadable} {DIR}/{unreadable}.sha256")
+    assert host.file("/var/lib/tsh-backups/verify.json").content_string == before
+
+
 _RESTORE = {}
 
 
+def uploads(t, story_upload):
+    """What the story looks at in the shared path: its upload (mode, owner, content), the file put
+    there after the backup, an interrupted restore's leftovers, the directory's mode and owner."""
+    def stat(path):
+        return t.run(f"stat -c '%a %U:%G' {path}").stdout.strip() or None
+    return {
+        "upload": stat(story_upload),
+        "content": t.run(f"cat {story_upload}").stdout,
+        "after_backup": t.file(f"{IMAGES}/after-backup.png").exists,
+        "leftover": t.file("/opt/tsh_erp/shared/app/.images.tsh-restore").exists,
+        "dir": stat(IMAGES),
+        "product": t.file(UPLOAD).exists,
+    }
+
+
 def restore_story():
-    """Once for both targets: a row is inserted, backed up with backup.yml, deleted, then
-    restore.yml runs without and with confirmation. Returns the runs and what each target looked
-    like after each step."""
+    """Once for both targets: a row and an upload are added, backed up with backup.yml, deleted,
+    then restore.yml runs without and with confirmation (Debian 13 with
+    backups_restore_shared_paths=false: the database only). Returns the runs and what each target
+    looked like after each step."""
     if _RESTORE:
         return _RESTORE
     targets = testinfra.get_hosts(["ansible://targets"], ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
-    inventory = ("-i", str(INVENTORY))
+    # Debian 13 restores the database only: a host variable in an inventory of its own.
+    fd, skip_files = tempfile.mkstemp(suffix=".yml", prefix="tsh-backups-")
+    with os.fdopen(fd, "w") as f:
+        json.dump({"all": {"hosts": {t.backend.get_hostname(): {"backups_restore_shared_paths": False}
+                                     for t in targets if t.backend.get_hostname().endswith("debian13")}}}, f)
+    inventory = ("-i", str(INVENTORY), "-i", skip_files)
     marker = f"precious-{uuid.uuid4()}"
     count = f"SELECT count(*) FROM orders WHERE note = '{marker}'"
+    story_upload = f"{IMAGES}/{marker}.png"
+    _RESTORE["marker"] = marker
     for t in targets:
         ensure_orders(t)
         for colour in ("blue", "green"):
@@ -236,10 +349,17 @@ def restore_story():
             t.run_expect([0], "mkdir -p /etc/ansible/facts.d && "
                          "echo '{\"active_color\": \"green\"}' > /etc/ansible/facts.d/tsh_erp.fact")
         sql(t, f"INSERT INTO orders (note) VALUES ('{marker}')")
+        # The row's upload, as the application writes it (UMask=0027).
+        t.run_expect([0], f"runuser -u tsh_erp -- sh -c 'umask 0027 && echo {marker} > {story_upload}'")
     _RESTORE["total"] = {t.backend.get_hostname(): sql(t, "SELECT count(*) FROM orders") for t in targets}
     _RESTORE["backup"] = run_playbook(BACKUP, *inventory)
     for t in targets:
         sql(t, f"DELETE FROM orders WHERE note = '{marker}'")
+        t.run_expect([0], f"rm {story_upload} && runuser -u tsh_erp -- touch {IMAGES}/after-backup.png")
+        if t.backend.get_hostname().endswith("debian12"):
+            # What a restore killed while extracting leaves beside the directory.
+            t.run_expect([0], "mkdir -p /opt/tsh_erp/shared/app/.images.tsh-restore/new/opt && "
+                         "touch /opt/tsh_erp/shared/app/.images.tsh-restore/new/opt/partial")
     _RESTORE["refused"] = run_playbook(RESTORE, *inventory)
     _RESTORE["after_refused"] = {t.backend.get_hostname(): sql(t, count) for t in targets}
     # A deploy holds the lock (as lock_acquire.yml writes it): the confirmed restore must wait.
@@ -256,6 +376,7 @@ def restore_story():
                 "units": t.check_output(units),
                 "holder_kept": t.file("/opt/tsh_erp/deploy/lock/holder.json").contains("ci@runner"),
                 "rows": sql(t, count),
+                "uploads": uploads(t, story_upload),
             }
             for t in targets
         }
@@ -265,6 +386,7 @@ def restore_story():
     started = {t.backend.get_hostname(): t.check_output("systemctl show -p ActiveEnterTimestampMonotonic tsh_erp-blue")
                for t in targets}
     _RESTORE["restore"] = run_playbook(RESTORE, *inventory, "-e", "backups_restore_confirm=tsh_erp")
+    os.unlink(skip_files)
     _RESTORE["after"] = {
         t.backend.get_hostname(): {
             "rows": sql(t, count),
@@ -274,6 +396,7 @@ def restore_story():
             "green": t.check_output("systemctl is-active tsh_erp-green || test $? -eq 3"),
             "app_login": t.run("PGPASSWORD=molecule-app-password-0123 psql 'host=127.0.0.1 dbname=tsh_erp user=tsh_erp' "
                                "-AXqt -c 'SELECT count(*) FROM orders'").stdout.strip(),
+            "uploads": uploads(t, story_upload),
         }
         for t in targets
     }
@@ -313,6 +436,39 @@ def test_restore_brings_the_deleted_row_back(host):
         assert "tsh_erp-green.service" in text.split("started after the restore:", 1)[1]
 
 
+def restore_report(story, host):
+    """The restore's closing message for this host (the last task that prints one)."""
+    text = output(story["restore"]).rsplit(f"ok: [{host.backend.get_hostname()}] =>", 1)[1]
+    return re.split(r"ok: \[|PLAY RECAP", text, maxsplit=1)[0]
+
+
+def test_restore_brings_the_deleted_upload_back(host):
+    """The shared path's content is replaced by the dump's files archive: the deleted upload is back
+    with its owner and mode, the file added since is gone, an interrupted restore's leftovers too.
+    With backups_restore_shared_paths=false (Debian 13) the files stay as they were."""
+    story = restore_story()
+    assert story["restore"].returncode == 0, output(story["restore"])[-3000:]
+    after = story["after"][host.backend.get_hostname()]["uploads"]
+    report = restore_report(story, host)
+    assert after["product"]
+    assert after["dir"] == "750 tsh_erp:tsh_erp"
+    assert "Safety dump of the state before: /opt/tsh_erp/backups/tsh_erp_" in report
+    assert " and /opt/tsh_erp/backups/files_" in report
+    if host.backend.get_hostname().endswith("debian12"):
+        # The archive written with the restored dump: same stamp.
+        (stamp,) = re.findall(r"Restored tsh_erp from /opt/tsh_erp/backups/tsh_erp_(\S+)[.]dump[.]", report)
+        assert f"Shared paths: restored {IMAGES} from /opt/tsh_erp/backups/files_{stamp}.tar.gz;" in report
+        assert after["upload"] == "640 tsh_erp:tsh_erp"
+        assert after["content"].strip() == story["marker"]
+        assert not after["after_backup"]
+        assert not after["leftover"]
+        assert f"not in the archive, left as they were: {MISSING}" in report
+    else:
+        assert after["upload"] is None
+        assert after["after_backup"]
+        assert "Shared paths: not restored (backups_restore_shared_paths=false)" in report
+
+
 def test_restore_releases_the_deploy_lock(host):
     restore_story()
     assert not host.file("/opt/tsh_erp/deploy/lock").exists
@@ -327,3 +483,5 @@ def test_restore_waits_for_a_running_deploy(host):
     assert story["locked_after"][name]["units"] == story["locked_before"][name]
     assert story["locked_after"][name]["holder_kept"]
     assert story["locked_after"][name]["rows"] == "0"
+    assert story["locked_after"][name]["uploads"]["upload"] is None
+    assert story["locked_after"][name]["uploads"]["after_backup"]
