@@ -73,7 +73,7 @@ start() {
     # Same settings as the molecule platforms (.config/molecule/config.yml).
     docker run -d --name "$name" --hostname "$name" --network "$network" \
       $(printf -- '--network-alias %s ' "${names[@]}") \
-      --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined \
+      --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add SYS_PTRACE --security-opt seccomp=unconfined \
       --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
       --stop-signal SIGRTMIN+3 --label tsh.local=1 \
       $([[ ${TSH_LOCAL_PUBLISH:-1} == 0 ]] || echo "-p 127.0.0.1:8080:80 -p 127.0.0.1:8443:443") "$image" >/dev/null

@@ -3,7 +3,10 @@
 The steps run in file order and each builds on the one before (module-scoped fixtures):
 v1 (blue), v2 (green), a release whose health fails, rollback refused while the other colour is
 unhealthy, a concurrent deploy refused by the lock, a broken nginx config at switch time, and a
-rollback to the healthy previous release.
+rollback to the healthy previous release. Then the real backend's shape (tests/fixtures/tsh_backend:
+a Socket.IO wrapper entry, /health without database state or release id, a slow start, uploads
+under a shared path): b1, a memory refusal, a stray process on the idle port, b2, a rollback with the
+uploads intact, and a hanging release that the gate ends within its timeout.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import http.server
 import json
 import os
 import pathlib
+import re
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import REPO, build_release, molecule_targets, output, playbook_command, run_playbook
+from conftest import BUILD_PYTHONS, REPO, build_release, molecule_targets, output, playbook_command, run_playbook
 
 # Every check looks at all targets itself (fixture `hosts`), in file order. With testinfra's
 # module-scoped, parametrized `host` fixture pytest would run all checks of the first host before
@@ -111,6 +115,13 @@ def served(host):
     cmd = host.run("curl -sk --max-time 5 --resolve erp.tsh.sale:443:127.0.0.1 https://erp.tsh.sale/health")
     assert cmd.rc == 0, cmd.stderr
     return json.loads(cmd.stdout)
+
+
+def gate_seconds(text):
+    """The gate's own wall time from its failure message ('... attempts in 30.2 s; ...')."""
+    found = re.search(r"attempts in ([0-9.]+) s;", text)
+    assert found, text[-3000:]
+    return float(found.group(1))
 
 
 def active_link(host):
@@ -218,6 +229,8 @@ def test_unhealthy_release_is_refused_and_v2_keeps_serving(hosts, step_unhealthy
         assert step_unhealthy.returncode != 0
         text = output(step_unhealthy)
         assert "did not pass the health gate" in text
+        # The gate's wall time is bounded by deploy_health_timeout (30 s here) whatever the app does.
+        assert gate_seconds(text) <= 30 + 5, text[-2000:]
         assert '"status": "failing"' in text or "'status': 'failing'" in text or "failing" in text
         assert active_link(host).endswith("tsh_erp_green.conf")
         assert served(host)["version"] == "v2"
@@ -329,3 +342,184 @@ def test_status_reports_colours_and_deploys(step_rollback):
     assert run.returncode == 0, output(run)[-3000:]
     text = output(run)
     assert "active_color" in text and "green" in text and "last_deploys" in text
+
+
+# 8. the real backend's shape -----------------------------------------------------------------
+BACKEND = REPO / "tests/fixtures/tsh_backend"
+# What inventories/production sets for the real backend (its contract, entry point, shared paths).
+BACKEND_VARS = json.dumps({
+    "tsh_app_asgi_module": "app.main:socket_app",
+    "tsh_app_shared_paths": ["app/images"],
+    "deploy_health_expect": {"status": "healthy"},
+    "deploy_health_database_field": "",
+    "deploy_health_version_field": "",
+})
+
+
+def build_backend(build_dir, version, faults=None):
+    args = ["ansible-playbook", str(REPO / "playbooks/build.yml"), "-e", f"app_src={BACKEND}",
+            "-e", f"app_version={version}", "-e", f"build_dir={build_dir}", "-e", BUILD_PYTHONS,
+            "-e", json.dumps({"build_include": ["app", "requirements.txt", "config", "database"]})]
+    if faults:
+        args += ["-e", json.dumps({"app_faults": faults})]
+    run = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def backend_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("backend-releases")
+    build_backend(path, "b1")
+    build_backend(path, "b2")
+    build_backend(path, "b3-hang", faults={"health": "hang"})
+    return path
+
+
+def deploy_backend(build_dir, version, *extra):
+    return deploy(build_dir, version, "-e", BACKEND_VARS, *extra)
+
+
+def api(host, method, path, data=None):
+    """An HTTPS request to the API's public name through nginx on the host: (status, body, headers)."""
+    body = f"--data-binary {data!r} " if data is not None else ""
+    cmd = host.run(f"curl -sk --max-time 5 -X {method} {body}-D /dev/stderr -o /dev/stdout -w '\\n%{{http_code}}' "
+                   f"--resolve erp.tsh.sale:443:127.0.0.1 https://erp.tsh.sale{path}")
+    assert cmd.rc == 0, cmd.stderr
+    text, _, status = cmd.stdout.rpartition("\n")
+    return int(status), text, cmd.stderr.lower()
+
+
+@pytest.fixture(scope="module")
+def step_b1(step_rollback, backend_dir):
+    """Green serves sample v2; the operator switches the inventory to the real backend's settings."""
+    env = json.dumps({"tsh_app_extra_env": {"TSH_FIXTURE_START_DELAY": "8"}})
+    applied = run_playbook(pathlib.Path(__file__).with_name("apply_tsh_app.yml"), "-e", BACKEND_VARS, "-e", env)
+    assert applied.returncode == 0, output(applied)[-3000:]
+    run = deploy_backend(backend_dir, "b1")
+    assert run.returncode == 0, output(run)[-4000:]
+    return run
+
+
+def test_backend_serves_from_blue_with_its_own_health(hosts, step_b1):
+    for host in hosts:
+        assert active_link(host).endswith("tsh_erp_blue.conf")
+        status, text, headers = api(host, "GET", "/health")
+        body = json.loads(text)
+        assert status == 200 and body["status"] == "healthy" and body["version"] == "1.0.0"
+        assert "cache-control: public, max-age=5" in headers
+        assert "x-tsh-color: blue" in headers
+        release = host.file("/opt/tsh_erp/releases/b1")
+        assert {"app", "config", "database", "requirements.txt"} <= set(release.listdir())
+        assert not {"mobile", "docs"} & set(release.listdir())
+        assert host.file("/opt/tsh_erp/releases/b1/app/images").linked_to == "/opt/tsh_erp/shared/app/images"
+        assert host.file("/opt/tsh_erp/shared/app/images/placeholder.txt").exists
+
+
+def test_uploads_are_written_to_the_shared_path(hosts, step_b1):
+    for host in hosts:
+        status, text, _ = api(host, "POST", "/api/images/upload-b1.png", data="uploaded in b1")
+        assert status == 200, text
+        shared = host.file("/opt/tsh_erp/shared/app/images/upload-b1.png")
+        assert shared.content_string == "uploaded in b1" and shared.user == "tsh_erp"
+        # The rest of the release stays read-only to the service.
+        assert host.run("runuser -u tsh_erp -- touch /opt/tsh_erp/releases/b1/app/x").rc != 0
+
+
+@pytest.fixture(scope="module")
+def step_memory_refused(step_b1, backend_dir):
+    return deploy_backend(backend_dir, "b2", "-e", "deploy_memory_margin_mb=100000000")
+
+
+def test_memory_preflight_refuses_before_the_idle_colour_starts(hosts, step_memory_refused):
+    text = output(step_memory_refused)
+    assert step_memory_refused.returncode != 0
+    assert "Not enough memory to start tsh_erp-green beside tsh_erp-blue" in text
+    assert "deploy_memory_check: false" in text
+    for host in hosts:
+        assert active_link(host).endswith("tsh_erp_blue.conf")
+        assert not host.service("tsh_erp-green").is_running
+    assert audit(hosts[0])[-1]["failed_phase"] == "start"
+
+
+STRAY = ("import http.server as h\n"
+         "class H(h.BaseHTTPRequestHandler):\n"
+         "    def do_GET(self):\n"
+         "        self.send_response(200); self.end_headers(); self.wfile.write(b'{\"status\": \"healthy\"}')\n"
+         "h.HTTPServer(('127.0.0.1', 8002), H).serve_forever()\n")
+
+
+@pytest.fixture(scope="module")
+def step_stray(step_memory_refused, backend_dir):
+    """A leftover process answers 'healthy' on green's port: the gate must not take it for b2."""
+    subprocess.run(["docker", "exec", FIRST, "sh", "-c", f"cat > /root/stray.py <<'EOF'\n{STRAY}EOF"], check=True)
+    subprocess.run(["docker", "exec", "-d", FIRST, "python3", "/root/stray.py"], check=True)
+    try:
+        deadline = time.monotonic() + 20
+        while subprocess.run(["docker", "exec", FIRST, "curl", "-sf", "http://127.0.0.1:8002/health"],
+                             capture_output=True, check=False).returncode != 0:
+            assert time.monotonic() < deadline, "the stray process did not start"
+            time.sleep(0.2)
+        stray_pid = subprocess.run(["docker", "exec", FIRST, "pgrep", "-f", "/root/stray.py"],
+                                   capture_output=True, text=True, check=True).stdout.split()[0]
+        return stray_pid, deploy_backend(backend_dir, "b2", "-e", "deploy_health_timeout=15")
+    finally:
+        subprocess.run(["docker", "exec", FIRST, "pkill", "-f", "/root/stray.py"], check=True)
+
+
+def test_stray_process_on_the_idle_port_is_not_the_new_release(hosts, step_stray):
+    stray_pid, run = step_stray
+    text = output(run)
+    assert run.returncode != 0
+    assert "did not pass the health gate" in text
+    assert f"held by pid {stray_pid}" in text, text[-3000:]
+    assert gate_seconds(text) <= 15 + 5
+    for host in hosts:
+        assert active_link(host).endswith("tsh_erp_blue.conf")
+        assert api(host, "GET", "/health")[0] == 200
+
+
+@pytest.fixture(scope="module")
+def step_b2(step_stray, backend_dir):
+    run = deploy_backend(backend_dir, "b2")
+    assert run.returncode == 0, output(run)[-4000:]
+    return run
+
+
+def test_b2_serves_from_green_and_uploads_survive(hosts, step_b2):
+    for host in hosts:
+        assert active_link(host).endswith("tsh_erp_green.conf")
+        status, text, headers = api(host, "GET", "/images/upload-b1.png")
+        assert status == 200 and text == "uploaded in b1"
+        assert "x-tsh-color: green" in headers
+        assert api(host, "POST", "/api/images/upload-b2.png", data="uploaded in b2")[0] == 200
+
+
+@pytest.fixture(scope="module")
+def step_backend_rollback(step_b2):
+    run = rollback("-e", BACKEND_VARS)
+    assert run.returncode == 0, output(run)[-4000:]
+    return run
+
+
+def test_rollback_keeps_the_uploads_of_both_releases(hosts, step_backend_rollback):
+    for host in hosts:
+        assert active_link(host).endswith("tsh_erp_blue.conf")
+        for name in ("upload-b1.png", "upload-b2.png"):
+            status, text, headers = api(host, "GET", f"/images/{name}")
+            assert status == 200 and text == f"uploaded in {name[7:9]}"
+            assert "x-tsh-color: blue" in headers
+
+
+@pytest.fixture(scope="module")
+def step_hang(step_backend_rollback, backend_dir):
+    return deploy_backend(backend_dir, "b3-hang", "-e", "deploy_health_timeout=15")
+
+
+def test_hanging_release_fails_within_the_timeout(hosts, step_hang):
+    text = output(step_hang)
+    assert step_hang.returncode != 0
+    assert "did not pass the health gate within 15 s" in text
+    assert gate_seconds(text) <= 15 + 5
+    for host in hosts:
+        assert active_link(host).endswith("tsh_erp_blue.conf")
+        assert api(host, "GET", "/health")[0] == 200

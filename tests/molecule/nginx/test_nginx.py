@@ -92,6 +92,10 @@ def test_api_reaches_the_active_colour(host, ip):
     assert seen["headers"]["host"] == "erp.tsh.sale"
     assert seen["headers"]["x-forwarded-proto"] == "https"
     assert "strict-transport-security" in headers
+    # The colour nginx routes to is named to loopback clients only (the deploy's smoke check).
+    assert "x-tsh-color" not in headers
+    _, local_headers, _ = curl(host, "127.0.0.1", "https://erp.tsh.sale/api/health")
+    assert local_headers["x-tsh-color"] == "blue"
 
 
 def test_api_upstream_connections_are_kept_alive(host, ip):
