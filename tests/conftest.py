@@ -75,13 +75,17 @@ SAMPLE_APP = REPO / "tests/fixtures/sample_app"
 BUILD_PYTHONS = '{"build_python_versions": ["3.11", "3.13"]}'
 
 
-def build_release(build_dir, version: str, faults: dict | None = None) -> None:
-    """Build the sample app as release `version` into build_dir (playbooks/build.yml), with the
-    sample app's test faults (FAULTS.json) when given."""
-    args = ["ansible-playbook", str(REPO / "playbooks/build.yml"), "-e", f"app_src={SAMPLE_APP}",
+def build_release(build_dir, version: str, faults: dict | None = None, source=SAMPLE_APP,
+                  extra_vars: dict | None = None) -> None:
+    """Build `source` (the sample app unless named) as release `version` into build_dir
+    (playbooks/build.yml), with the app's test faults (FAULTS.json) and other build variables
+    (e.g. build_include) when given."""
+    args = ["ansible-playbook", str(REPO / "playbooks/build.yml"), "-e", f"app_src={source}",
             "-e", f"app_version={version}", "-e", f"build_dir={build_dir}", "-e", BUILD_PYTHONS]
     if faults:
         args += ["-e", json.dumps({"app_faults": faults})]
+    if extra_vars:
+        args += ["-e", json.dumps(extra_vars)]
     run = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
 

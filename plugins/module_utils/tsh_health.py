@@ -244,12 +244,7 @@ def start_time(pid, proc="/proc"):
     stat = _stat(pid, proc)
     if stat is None:
         return None
-    btime = None
-    with open(os.path.join(proc, "stat"), encoding="ascii") as f:
-        for line in f:
-            if line.startswith("btime "):
-                btime = int(line.split()[1])
-                break
+    btime = _keyed_number(os.path.join(proc, "stat"), "btime ")
     if btime is None:
         return None
     return btime + stat[1] / os.sysconf("SC_CLK_TCK")
@@ -348,12 +343,24 @@ def run_gate(url, contract, timeout, request_timeout=5.0, interval=1.0, headers=
 # Memory preflight: can the host hold a second copy of the serving colour?
 # ---------------------------------------------------------------------------------------------
 
+def _keyed_number(path, key):
+    """The number after `key` on the line that starts with it in a /proc file (meminfo, status,
+    smaps_rollup, stat), or None when the file or the line is missing."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def mem_available_kb(proc="/proc"):
-    with open(os.path.join(proc, "meminfo"), encoding="ascii") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1])
-    raise ValueError("MemAvailable missing from meminfo")
+    available = _keyed_number(os.path.join(proc, "meminfo"), "MemAvailable:")
+    if available is None:
+        raise ValueError("MemAvailable missing from meminfo")
+    return available
 
 
 def descendants(root, proc="/proc"):
@@ -376,20 +383,10 @@ def descendants(root, proc="/proc"):
 def footprint_kb(pid, proc="/proc"):
     """Proportional set size of pid (shared pages split between the workers that share them),
     or its resident size where smaps_rollup cannot be read."""
-    try:
-        with open(os.path.join(proc, str(pid), "smaps_rollup"), encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    try:
-        with open(os.path.join(proc, str(pid), "status"), encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
+    for name, key in (("smaps_rollup", "Pss:"), ("status", "VmRSS:")):
+        size = _keyed_number(os.path.join(proc, str(pid), name), key)
+        if size is not None:
+            return size
     return 0
 
 

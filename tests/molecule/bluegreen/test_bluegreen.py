@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import BUILD_PYTHONS, REPO, build_release, molecule_targets, output, playbook_command, run_playbook
+from conftest import REPO, build_release, molecule_targets, output, playbook_command, run_playbook
 
 # Every check looks at all targets itself (fixture `hosts`), in file order. With testinfra's
 # module-scoped, parametrized `host` fixture pytest would run all checks of the first host before
@@ -357,13 +357,9 @@ BACKEND_VARS = json.dumps({
 
 
 def build_backend(build_dir, version, faults=None):
-    args = ["ansible-playbook", str(REPO / "playbooks/build.yml"), "-e", f"app_src={BACKEND}",
-            "-e", f"app_version={version}", "-e", f"build_dir={build_dir}", "-e", BUILD_PYTHONS,
-            "-e", json.dumps({"build_include": ["app", "requirements.txt", "config", "database"]})]
-    if faults:
-        args += ["-e", json.dumps({"app_faults": faults})]
-    run = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    """The backend fixture as production builds it: only the backend's files (build_include)."""
+    build_release(build_dir, version, faults, source=BACKEND,
+                  extra_vars={"build_include": ["app", "requirements.txt", "config", "database"]})
 
 
 @pytest.fixture(scope="module")
