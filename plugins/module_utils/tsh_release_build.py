@@ -21,6 +21,8 @@ import stat
 import subprocess
 import tarfile
 import tempfile
+import threading
+import time
 import zipfile
 
 try:
@@ -40,6 +42,39 @@ VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 PYTHON_RE = re.compile(r"^3\.(\d+)$")
 # The oldest target Python a release can name; lower minors are a version read as a number (3.10 -> 3.1).
 MIN_MINOR = 8
+
+
+# The options of plugins/modules/tsh_release_build.py; its action plugin validates with them too.
+ARGUMENT_SPEC = {
+    "src": {"type": "str", "default": ""},
+    "repo": {"type": "str", "default": ""},
+    "ref": {"type": "str", "default": ""},
+    "base_dir": {"type": "path"},
+    "subdir": {"type": "str", "default": ""},
+    "include": {"type": "list", "elements": "str", "default": []},
+    "exclude": {"type": "list", "elements": "str"},
+    "ignore_file": {"type": "str", "default": ".releaseignore"},
+    "always_include": {"type": "list", "elements": "str", "default": []},
+    "requirements": {"type": "str", "default": "requirements.txt"},
+    "python_versions": {"type": "list", "elements": "raw", "default": []},
+    "host_python_versions": {"type": "dict", "default": {}},
+    "platforms": {"type": "list", "elements": "str",
+                  "default": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]},
+    "implementation": {"type": "str", "default": "cp"},
+    "pip_python": {"type": "path"},
+    "pip_options": {"type": "list", "elements": "str", "default": []},
+    "version": {"type": "str", "default": ""},
+    "faults": {"type": "dict", "default": {}},
+    "dest": {"type": "path", "required": True},
+    "artifact_dir": {"type": "path"},
+}
+
+
+def run_command(argv):
+    """(rc, stdout, stderr) of argv. subprocess, not AnsibleModule.run_command: the wheel probes run
+    in threads, and run_command's preexec_fn is not safe there."""
+    proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 class BuildError(Exception):
@@ -573,12 +608,87 @@ def _tail(text, lines=8):
     return " | ".join(kept[-lines:])
 
 
+class PipProgress:
+    """Turns `pip download`'s stdout into a few progress lines for one target Python: a line when a
+    wheel is being fetched, at most one every `every` seconds (the first always), and a closing line
+    with the counts. pip says "Collecting <req>" then "Downloading <wheel> (<size>)" or "File was
+    already downloaded <path>" for an index, "Processing <path>" for a local wheel (--find-links)."""
+
+    COLLECTING = re.compile(r"^Collecting (\S+)")
+    PROCESSING = re.compile(r"^Processing (\S+)")
+    DOWNLOADING = re.compile(r"^\s*Downloading (\S+)(?: \(([^)]+)\))?")
+    CACHED = re.compile(r"^\s*(?:File was already downloaded|Using cached) (\S+)")
+
+    def __init__(self, python, say, every=5.0, clock=time.monotonic):
+        self.python = python
+        self.say = say
+        self.every = every
+        self.clock = clock
+        self.started = clock()
+        self.last_said = None
+        self.requirements = self.downloaded = self.cached = self.local = 0
+        self.say(f"wheels for CPython {python}: resolving the requirements")
+
+    def _fetching(self, path, size=None):
+        now = self.clock()
+        if self.last_said is None or now - self.last_said >= self.every:
+            self.last_said = now
+            size = f" ({size})" if size else ""
+            self.say(f"wheels for CPython {self.python}: {_count(self.requirements, 'requirement')} so far, "
+                     f"fetching {os.path.basename(path)}{size}")
+
+    def line(self, text):
+        text = text.rstrip("\n")
+        if self.COLLECTING.match(text):
+            self.requirements += 1
+        elif match := self.PROCESSING.match(text):
+            self.requirements += 1
+            self.local += 1
+            self._fetching(match.group(1))
+        elif match := self.DOWNLOADING.match(text):
+            self.downloaded += 1
+            self._fetching(match.group(1), match.group(2))
+        elif self.CACHED.match(text):
+            self.cached += 1
+
+    def done(self, rc):
+        verdict = "done" if rc == 0 else f"pip stopped (rc {rc})"
+        self.say(f"wheels for CPython {self.python}: {verdict} after {self.clock() - self.started:.0f} s: "
+                 f"{_count(self.requirements, 'requirement')} ({self.downloaded} downloaded, {self.cached} already "
+                 f"there, {self.local} from local files)")
+
+
+def _count(number, noun):
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def run_streaming(argv, on_line):
+    """Run argv; hand each stdout line to on_line as it arrives. Returns (rc, stdout, stderr)."""
+    out_lines = []
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          errors="replace", bufsize=1) as proc:
+        err_chunks = []
+        reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
+        reader.start()
+        for text in proc.stdout:
+            out_lines.append(text)
+            on_line(text)
+        reader.join()
+        rc = proc.wait()
+    return rc, "".join(out_lines), "".join(err_chunks)
+
+
 class Wheelhouse:
     """Downloads the wheels of a requirements file for each target Python into one directory,
     building pure-Python source distributions into wheels when a requirement has no wheel."""
 
-    def __init__(self, run, pip_python, wheels_dir, work_dir, platforms, implementation="cp", pip_options=()):
+    def __init__(self, run, pip_python, wheels_dir, work_dir, platforms, implementation="cp", pip_options=(),
+                 progress=None, run_lines=None):
         self.run = run
+        # progress(text) is told what the downloads are doing while they run; run_lines(argv, on_line)
+        # -> (rc, stdout, stderr) is a run that hands each stdout line to on_line as it comes.
+        self.progress = progress
+        self.run_lines = run_lines or run_streaming
         self.pip = [pip_python, "-m", "pip"]
         self.wheels_dir = wheels_dir
         self.built_dir = os.path.join(work_dir, "built")
@@ -593,7 +703,8 @@ class Wheelhouse:
         return ["--find-links", self.built_dir] if os.path.isdir(self.built_dir) else []
 
     def download_command(self, python, requirements_file, extra=()):
-        return (self.pip + ["download", "--quiet", "--disable-pip-version-check", "--progress-bar", "off",
+        # Not --quiet: pip's "Collecting"/"Downloading" lines feed the progress report (PipProgress).
+        return (self.pip + ["download", "--disable-pip-version-check", "--progress-bar", "off",
                             "--only-binary=:all:", "--implementation", self.implementation, "--python-version", python]
                 + [f"--platform={p}" for p in self.platforms]
                 + ["--dest", self.wheels_dir, "--requirement", requirements_file] + list(extra)
@@ -622,7 +733,13 @@ class Wheelhouse:
     def _download(self, python, requirements_file, extra):
         tried = set()
         for _attempt in range(50):
-            rc, _out, err = self.run(self.download_command(python, requirements_file, extra))
+            command = self.download_command(python, requirements_file, extra)
+            if self.progress:
+                report = PipProgress(python, self.progress)
+                rc, _out, err = self.run_lines(command, report.line)
+                report.done(rc)
+            else:
+                rc, _out, err = self.run(command)
             if rc == 0:
                 return
             failure = parse_pip_failure(err)
@@ -719,10 +836,10 @@ def _top_level(entries):
     return sorted({rel.split("/", 1)[0] for rel, _kind in entries})
 
 
-def build(params, run, check_mode=False, now=None):
+def build(params, run, check_mode=False, now=None, progress=None):
     """Build the release described by params (the module's options) into params['dest'].
-    run(argv) -> (rc, stdout, stderr), called from several threads at once. Returns the module's
-    result."""
+    run(argv) -> (rc, stdout, stderr), called from several threads at once. progress(text), when
+    given, hears what the wheel downloads are doing while they run. Returns the module's result."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     base_dir = params.get("base_dir")
     src, repo, ref = params.get("src") or "", params.get("repo") or "", params.get("ref") or ""
@@ -837,7 +954,7 @@ def build(params, run, check_mode=False, now=None):
     work_dir = tempfile.mkdtemp(prefix="tsh-wheels-", dir=os.path.dirname(dest) or None)
     try:
         wheelhouse = Wheelhouse(run, params.get("pip_python"), os.path.join(dest, "wheels"), work_dir, platforms,
-                                params.get("implementation") or "cp", params.get("pip_options"))
+                                params.get("implementation") or "cp", params.get("pip_options"), progress)
         os.makedirs(wheelhouse.wheels_dir, mode=0o755, exist_ok=True)
         for python in pythons:
             wheelhouse.download(python, os.path.join(dest, requirements))

@@ -199,35 +199,10 @@ source_bytes:
   type: int
 """
 
-import subprocess
 import sys
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.tsh_release_build import BuildError, build
-
-ARGUMENT_SPEC = {
-    "src": {"type": "str", "default": ""},
-    "repo": {"type": "str", "default": ""},
-    "ref": {"type": "str", "default": ""},
-    "base_dir": {"type": "path"},
-    "subdir": {"type": "str", "default": ""},
-    "include": {"type": "list", "elements": "str", "default": []},
-    "exclude": {"type": "list", "elements": "str"},
-    "ignore_file": {"type": "str", "default": ".releaseignore"},
-    "always_include": {"type": "list", "elements": "str", "default": []},
-    "requirements": {"type": "str", "default": "requirements.txt"},
-    "python_versions": {"type": "list", "elements": "raw", "default": []},
-    "host_python_versions": {"type": "dict", "default": {}},
-    "platforms": {"type": "list", "elements": "str",
-                  "default": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]},
-    "implementation": {"type": "str", "default": "cp"},
-    "pip_python": {"type": "path"},
-    "pip_options": {"type": "list", "elements": "str", "default": []},
-    "version": {"type": "str", "default": ""},
-    "faults": {"type": "dict", "default": {}},
-    "dest": {"type": "path", "required": True},
-    "artifact_dir": {"type": "path"},
-}
+from ansible.module_utils.tsh_release_build import ARGUMENT_SPEC, BuildError, build, run_command
 
 
 def main():
@@ -235,14 +210,8 @@ def main():
     params = dict(module.params)
     params["pip_python"] = params["pip_python"] or sys.executable
 
-    def run(argv):
-        # subprocess, not module.run_command: the wheel probes run in threads, and run_command's
-        # preexec_fn is not safe there.
-        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False)
-        return proc.returncode, proc.stdout, proc.stderr
-
     try:
-        result = build(params, run, check_mode=module.check_mode)
+        result = build(params, run_command, check_mode=module.check_mode)
     except BuildError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)

@@ -68,6 +68,9 @@ def test_playbook_relative_paths_and_pythons_from_the_app_hosts(tmp_path, index)
     assert run_.returncode == 0, run_.stdout[-3000:] + run_.stderr[-2000:]
     artifact = tmp_path / "out/tsh_erp-p1.tar.gz"
     assert f"Built {artifact}" in run_.stdout
+    # The controller runs the build in the action plugin and says what the download does meanwhile.
+    assert f"build: wheels for CPython {CONTROLLER}: resolving the requirements" in run_.stdout
+    assert f"build: wheels for CPython {CONTROLLER}: done after" in run_.stdout
     with tarfile.open(artifact) as tar:
         names = set(tar.getnames())
         manifest = json.load(tar.extractfile("RELEASE.json"))

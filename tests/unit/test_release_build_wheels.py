@@ -247,3 +247,69 @@ def test_missing_for_python_follows_extras(tmp_path):
     make_wheel(tmp_path, "tshcompat", "1.1")
     assert trb.missing_for_python(["tshweb==1.0"], str(tmp_path), "3.11", PLATFORMS) == []
     assert trb.missing_for_python(["tshweb[fast]==1.0"], str(tmp_path), "3.11", PLATFORMS) == ["tshcore"]
+
+
+# Progress while the wheels download ----------------------------------------------------------
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_pip_progress_reports_fetches_at_most_every_few_seconds():
+    said, clock = [], FakeClock()
+    report = trb.PipProgress("3.11", said.append, every=5.0, clock=clock)
+    for text in ["Looking in indexes: https://pypi.org/simple\n", "Collecting numpy==1.26.4\n",
+                 "  Downloading numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.whl (18.2 MB)\n",
+                 "Collecting six==1.16.0\n"]:
+        report.line(text)
+    clock.now += 2  # within `every` of the last line: not repeated
+    report.line("  Downloading six-1.16.0-py2.py3-none-any.whl (11 kB)\n")
+    clock.now += 4
+    report.line("Collecting idna==3.7\n")
+    report.line("  File was already downloaded /w/idna-3.7-py3-none-any.whl\n")
+    report.line("Processing ./built/tshpure-0.3-py3-none-any.whl\n")
+    clock.now += 1
+    report.done(0)
+    assert said == [
+        "wheels for CPython 3.11: resolving the requirements",
+        "wheels for CPython 3.11: 1 requirement so far, fetching "
+        "numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.whl (18.2 MB)",
+        "wheels for CPython 3.11: 4 requirements so far, fetching tshpure-0.3-py3-none-any.whl",
+        "wheels for CPython 3.11: done after 7 s: 4 requirements (2 downloaded, 1 already there, "
+        "1 from local files)",
+    ]
+
+
+def test_pip_progress_says_when_pip_stopped():
+    said = []
+    report = trb.PipProgress("3.13", said.append, clock=FakeClock())
+    report.done(1)
+    assert said[-1].startswith("wheels for CPython 3.13: pip stopped (rc 1) after 0 s")
+
+
+def test_run_streaming_hands_over_lines_as_they_come():
+    seen = []
+    rc, out, err = trb.run_streaming(
+        [sys.executable, "-c", "import sys; print('a'); sys.stdout.flush(); print('b'); sys.stderr.write('e\\n')"],
+        seen.append)
+    assert (rc, out, err, seen) == (0, "a\nb\n", "e\n", ["a\n", "b\n"])
+
+
+def test_wheelhouse_reports_progress_and_still_reads_pip_failures(tmp_path):
+    """With progress on, downloads go through run_lines; a failure is read from stderr as before."""
+    said, pip = [], ScriptedPip("tshnone==1.0")
+    backend(tmp_path, [pip.missing])
+
+    def run_lines(argv, on_line):
+        on_line("Collecting tshnone==1.0\n")
+        return pip(argv)
+
+    wheelhouse = trb.Wheelhouse(pip, sys.executable, str(tmp_path / "wheels"), str(tmp_path), PLATFORMS,
+                                progress=said.append, run_lines=run_lines)
+    with pytest.raises(trb.BuildError, match="no wheel of tshnone 1.0 for CPython 3.12"):
+        wheelhouse.download("3.12", str(tmp_path / "src/tsh_backend/requirements.txt"))
+    assert said[0] == "wheels for CPython 3.12: resolving the requirements"
+    assert said[-1].startswith("wheels for CPython 3.12: pip stopped (rc 1)") and "1 requirement (" in said[-1]
