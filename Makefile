@@ -12,17 +12,20 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Scenarios in the order they start, two at a time (TSH_MOLECULE_JOBS); the longest first.
 SCENARIOS ?= bluegreen multihost site acme_sh backups postgres nginx ufw base
 
-.PHONY: help up down setup images apt-cache lint unit molecule test mitogen clean
+.PHONY: help host up down setup images apt-cache lint unit molecule test mitogen clean
 
 help:
 	@echo "make up        a local container standing in for the droplet, provisioned with site.yml"
+	@echo "               (prepares this machine first: make host)"
 	@echo "make down      remove it"
+	@echo "make host      install and start what the test bed needs (Docker engine, debootstrap,"
+	@echo "               apt-cacher-ng, python3-venv) on Debian/Ubuntu as root; elsewhere name them"
 	@echo "make setup     create $(VENV) with the pinned tools (requirements.txt)"
-	@echo "make images    build the Debian 12/13 systemd test images when missing"
+	@echo "make images    build the Debian 12/13 systemd test images (bare and stack) when missing"
 	@echo "make lint      yamllint + ansible-lint (production profile)"
 	@echo "make unit      unit tests (pytest tests/unit)"
 	@echo "make molecule  every molecule scenario: $(SCENARIOS)"
-	@echo "make test      lint + unit + molecule; non-zero on any failure"
+	@echo "make test      host + setup + lint + unit + molecule, with each phase's time; non-zero on any failure"
 	@echo "make mitogen   opt-in: install Mitogen into $(VENV) and print how to switch it on"
 
 $(BIN)/molecule: requirements.txt
@@ -32,10 +35,13 @@ $(BIN)/molecule: requirements.txt
 
 setup: $(BIN)/molecule
 
-images:
+host:
+	tests/bed/host.sh
+
+images: host
 	tests/bed/images.sh
 
-apt-cache:
+apt-cache: host
 	tests/bed/apt-cache.sh
 
 lint: setup
@@ -45,10 +51,12 @@ lint: setup
 unit: setup
 	$(BIN)/pytest tests/unit
 
-molecule: setup images apt-cache
+molecule: setup apt-cache images
 	tests/bed/molecule.sh $(SCENARIOS)
 
-test: lint unit molecule
+# One script so that a fresh machine is prepared before the venv is made (tests/bed/test.sh).
+test:
+	tests/bed/test.sh $(SCENARIOS)
 
 # Opt-in: Mitogen's strategy halves an idempotent site.yml over SSH here (bench/provision);
 # nothing uses it unless ANSIBLE_STRATEGY says so.
@@ -56,7 +64,8 @@ mitogen: setup
 	$(BIN)/pip install --quiet mitogen==0.3.54
 	@echo "export ANSIBLE_STRATEGY_PLUGINS=$$($(BIN)/python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))')/plugins/strategy ANSIBLE_STRATEGY=mitogen_linear"
 
-up: setup
+up: host
+	@$(MAKE) --no-print-directory setup
 	tests/bed/local.sh up
 
 down:

@@ -1,16 +1,34 @@
 #!/usr/bin/env bash
-# Build the systemd-capable Debian base images the molecule scenarios boot.
+# Build the systemd-capable Debian images the molecule scenarios boot, each only when missing:
+#   tsh-infra/systemd:debian12, :debian13   bare (debootstrap minbase + systemd): what a new droplet
+#       has. The site scenario and `make up` provision these, so first provisioning stays tested.
+#   tsh-infra/stack:debian12, :debian13     the bare image plus the distribution packages the roles
+#       install (PostgreSQL, nginx, ufw, python3-venv, ...; Pebble and acme.sh on 13), unconfigured
+#       and stopped. Every other scenario boots these: the roles still converge them (apt finds the
+#       packages present), minutes of unpacking are not repeated in every scenario.
 #
-# Docker Hub is not reachable from the CI machines, so images come from debootstrap.
-# An image is built only when it is missing. Users with a registry can point the
-# scenarios at their own images instead:
+# Docker Hub is not reachable from the CI machines, so the bare images come from debootstrap. Users
+# with a registry can point the scenarios at their own images instead; the stack images are then
+# built from those (or set them to the bare ones to skip that):
 #   TSH_IMAGE_DEBIAN12=registry.example/debian12-systemd TSH_IMAGE_DEBIAN13=... make test
+#   TSH_STACK_IMAGE_DEBIAN12=... TSH_STACK_IMAGE_DEBIAN13=...
+# The stack images download through the host's apt cache (tests/bed/apt-cache.sh) unless
+# TSH_APT_PROXY=0.
 #
-# Usage: tests/bed/images.sh [debian12] [debian13]      (default: both)
+# Usage: tests/bed/images.sh [--bare] [debian12] [debian13]    (default: both; --bare: no stack image)
 set -euo pipefail
 
 : "${TSH_IMAGE_DEBIAN12:=tsh-infra/systemd:debian12}"
 : "${TSH_IMAGE_DEBIAN13:=tsh-infra/systemd:debian13}"
+: "${TSH_STACK_IMAGE_DEBIAN12:=tsh-infra/stack:debian12}"
+: "${TSH_STACK_IMAGE_DEBIAN13:=tsh-infra/stack:debian13}"
+
+# What the roles install (roles/*/vars, roles/base/defaults) and the test bed adds (curl, openssl,
+# Pebble). openssh-server is left out: its host keys would be the same in every container.
+STACK_PACKAGES=(ca-certificates curl gnupg rsync tzdata unattended-upgrades apt-listchanges sudo acl
+  python3 python3-venv iproute2 nginx python3-cryptography postgresql postgresql-client
+  python3-psycopg2 jq ufw openssl)
+STACK_PACKAGES_TRIXIE=(acme.sh pebble)
 
 # Mirrors come from the host's own apt sources; nothing about a mirror is written into the repo.
 # shellcheck source=tests/bed/lib.sh
@@ -59,12 +77,50 @@ EOF
   echo "images.sh: built $image in $((SECONDS - start)) s"
 }
 
+# The stack image: the bare one with STACK_PACKAGES installed and nothing started (policy-rc.d
+# refuses every start during the build), apt lists dropped as in the bare image.
+build_stack() {
+  local suite=$1 base=$2 image=$3 builder proxy="" start=$SECONDS packages=("${STACK_PACKAGES[@]}")
+  if docker image inspect "$image" >/dev/null 2>&1; then
+    echo "images.sh: $image present"
+    return 0
+  fi
+  [[ $suite == trixie ]] && packages+=("${STACK_PACKAGES_TRIXIE[@]}")
+  if [[ ${TSH_APT_PROXY:-1} != 0 ]]; then
+    proxy="http://$(docker network inspect bridge --format '{{(index .IPAM.Config 0).Gateway}}'):3142"
+  fi
+  builder="tsh-stack-build-$suite-$$"
+  echo "images.sh: building $image from $base (${#packages[@]} packages)"
+  if docker container inspect "$builder" >/dev/null 2>&1; then docker rm -f "$builder" >/dev/null; fi
+  if ! docker run --name "$builder" -e DEBIAN_FRONTEND=noninteractive -e "PROXY=$proxy" "$base" sh -ec '
+      printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d
+      [ -z "$PROXY" ] || echo "Acquire::http::Proxy \"$PROXY\";" >/etc/apt/apt.conf.d/01tsh-build-proxy
+      apt-get update -qq
+      apt-get install -y -qq "$@" >/dev/null
+      apt-get clean
+      rm -rf /usr/sbin/policy-rc.d /etc/apt/apt.conf.d/01tsh-build-proxy /var/lib/apt/lists/*
+      touch -d @0 /var/lib/apt/lists
+      : >/etc/machine-id' sh "${packages[@]}" >"/var/tmp/$builder.log" 2>&1; then
+    tail -n 30 "/var/tmp/$builder.log" >&2
+    docker rm -f "$builder" >/dev/null
+    exit 1
+  fi
+  docker commit -c 'ENV container=docker' -c 'CMD ["/lib/systemd/systemd"]' "$builder" "$image" >/dev/null
+  docker rm "$builder" >/dev/null
+  rm -f "/var/tmp/$builder.log"
+  echo "images.sh: built $image in $((SECONDS - start)) s"
+}
+
+bare_only=0
+if [[ ${1:-} == --bare ]]; then bare_only=1; shift; fi
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=(debian12 debian13)
 for t in "${targets[@]}"; do
   case $t in
-    debian12) build bookworm "$TSH_IMAGE_DEBIAN12" ;;
-    debian13) build trixie "$TSH_IMAGE_DEBIAN13" ;;
+    debian12) build bookworm "$TSH_IMAGE_DEBIAN12"
+              (( bare_only )) || build_stack bookworm "$TSH_IMAGE_DEBIAN12" "$TSH_STACK_IMAGE_DEBIAN12" ;;
+    debian13) build trixie "$TSH_IMAGE_DEBIAN13"
+              (( bare_only )) || build_stack trixie "$TSH_IMAGE_DEBIAN13" "$TSH_STACK_IMAGE_DEBIAN13" ;;
     *) echo "images.sh: unknown image '$t' (debian12, debian13)" >&2; exit 2 ;;
   esac
 done

@@ -66,7 +66,7 @@ JSON
 }
 
 start() {
-  tests/bed/images.sh debian12 debian13
+  tests/bed/images.sh --bare debian12 debian13
   [[ ${TSH_APT_PROXY:-1} == 0 ]] || tests/bed/apt-cache.sh
   docker network inspect "$network" >/dev/null 2>&1 || docker network create "$network" >/dev/null
   if ! docker container inspect "$name" >/dev/null 2>&1; then
