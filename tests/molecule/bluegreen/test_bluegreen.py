@@ -391,9 +391,25 @@ def step_b1(step_rollback, backend_dir):
     env = json.dumps({"tsh_app_extra_env": {"TSH_FIXTURE_START_DELAY": "8"}})
     applied = run_playbook(pathlib.Path(__file__).with_name("apply_tsh_app.yml"), "-e", BACKEND_VARS, "-e", env)
     assert applied.returncode == 0, output(applied)[-3000:]
+    # What a run killed inside its switch leaves (tsh_switch writes its record, then moves the link;
+    # the kill lands before nginx reloads): the link names blue, nginx still serves green. Boot lags
+    # behind too (green disabled). Trusting the link, a deploy would stop green as "the idle colour".
+    on_targets("printf '%s\\n' '{\"from\": \"green\", \"to\": \"blue\", \"version\": \"killed\"}' "
+               "> /opt/tsh_erp/deploy/switch.json && ln -sfn tsh_erp_blue.conf /etc/nginx/upstreams/tsh_erp_active.conf"
+               " && systemctl disable tsh_erp-green")
     run = deploy_backend(backend_dir, "b1")
     assert run.returncode == 0, output(run)[-4000:]
     return run
+
+
+def test_interrupted_switch_is_repaired_before_the_deploy(hosts, step_b1):
+    text = " ".join(output(step_b1).split())
+    assert ("Found a switch from green to blue (killed) interrupted before nginx reloaded (the link named blue, "
+            "nginx serves green): the link names green again; traffic did not move.") in text
+    boot = text.split("TASK [Start the serving colour at boot]", 1)[1].split("TASK [", 1)[0]
+    assert boot.count("changed: [") == len(hosts), boot
+    for host in hosts:
+        assert not host.file("/opt/tsh_erp/deploy/switch.json").exists
 
 
 def test_backend_serves_from_blue_with_its_own_health(hosts, step_b1):
