@@ -97,6 +97,9 @@ build_stack() {
       [ -z "$PROXY" ] || echo "Acquire::http::Proxy \"$PROXY\";" >/etc/apt/apt.conf.d/01tsh-build-proxy
       apt-get update -qq
       apt-get install -y -qq "$@" >/dev/null
+      # Unconfigured and stopped, also at boot: the roles enable what they configure (a PostgreSQL
+      # on 127.0.0.1:5432 from boot would hold ports the scenarios test with listeners of their own).
+      systemctl disable postgresql nginx >/dev/null 2>&1
       apt-get clean
       rm -rf /usr/sbin/policy-rc.d /etc/apt/apt.conf.d/01tsh-build-proxy /var/lib/apt/lists/*
       touch -d @0 /var/lib/apt/lists
