@@ -258,7 +258,6 @@ class Switcher:
 
     def _confirm(self, to, version, version_field):
         deadline = self.clock() + self.confirm_timeout
-        last = (None, None, "")
         while True:
             last = self._ask()
             if last[0] is not None and smoke_verdict(*last, to, version, version_field):
