@@ -22,7 +22,7 @@ help:
 	@echo "               apt-cacher-ng, python3-venv) on Debian/Ubuntu as root; elsewhere name them"
 	@echo "make setup     create $(VENV) with the pinned tools (requirements.txt)"
 	@echo "make images    build the Debian 12/13 systemd test images (bare and stack) when missing"
-	@echo "make lint      yamllint + ansible-lint (production profile)"
+	@echo "make lint      yamllint + ansible-lint (production profile) + shellcheck"
 	@echo "make unit      unit tests (pytest tests/unit)"
 	@echo "make molecule  every molecule scenario: $(SCENARIOS)"
 	@echo "make test      host + setup + lint + unit + molecule, with each phase's time; non-zero on any failure"
@@ -47,6 +47,7 @@ apt-cache: host
 lint: setup
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --profile production
+	$(BIN)/shellcheck .ci/run tests/bed/*.sh bench/backup bench/provision bench/*.sh
 
 unit: setup
 	$(BIN)/pytest tests/unit

@@ -46,7 +46,7 @@ stamp=$(date -u +%H%M%S)
 versions=("bench-$stamp-0")
 for i in $(seq 1 "$deploys"); do versions+=("bench-$stamp-$i"); done
 for v in "${versions[@]}"; do
-  ansible-playbook playbooks/build.yml -e app_src="$PWD/tests/fixtures/sample_app" -e app_version=$v \
+  ansible-playbook playbooks/build.yml -e app_src="$PWD/tests/fixtures/sample_app" -e app_version="$v" \
     -e build_dir="$builds" -e '{"build_python_versions": ["3.11", "3.13"]}' >/dev/null
 done
 ssh_inventory=()

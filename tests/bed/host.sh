@@ -16,6 +16,7 @@ source "$(dirname "$0")/lib.sh"
 
 can_install() {
   local os
+  # shellcheck source=/dev/null
   os=$(. /etc/os-release 2>/dev/null && echo "${ID:-} ${ID_LIKE:-}")
   [[ $os =~ (debian|ubuntu) && $(id -u) -eq 0 ]] && command -v apt-get >/dev/null
 }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the test-bed scripts. Source it; it defines functions only.
 
 # Print every URI in the host's apt sources, deb822 and one-line formats alike.

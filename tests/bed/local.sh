@@ -71,12 +71,14 @@ start() {
   docker network inspect "$network" >/dev/null 2>&1 || docker network create "$network" >/dev/null
   if ! docker container inspect "$name" >/dev/null 2>&1; then
     # Same settings as the molecule platforms (.config/molecule/config.yml).
-    docker run -d --name "$name" --hostname "$name" --network "$network" \
-      $(printf -- '--network-alias %s ' "${names[@]}") \
+    local extra=() alias
+    for alias in "${names[@]}"; do extra+=(--network-alias "$alias"); done
+    [[ ${TSH_LOCAL_PUBLISH:-1} == 0 ]] || extra+=(-p 127.0.0.1:8080:80 -p 127.0.0.1:8443:443)
+    docker run -d --name "$name" --hostname "$name" --network "$network" "${extra[@]}" \
       --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add SYS_PTRACE --security-opt seccomp=unconfined \
       --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
       --stop-signal SIGRTMIN+3 --label tsh.local=1 \
-      $([[ ${TSH_LOCAL_PUBLISH:-1} == 0 ]] || echo "-p 127.0.0.1:8080:80 -p 127.0.0.1:8443:443") "$image" >/dev/null
+      "$image" >/dev/null
   fi
   # Poll until systemd answers on its bus, then let it wait for the end of boot.
   state=""

@@ -5,7 +5,7 @@
 #
 # Usage: tests/bed/molecule.sh scenario [scenario ...]
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 jobs_max=${TSH_MOLECULE_JOBS:-2}
 logdir=.molecule-logs
 mkdir -p "$logdir"
@@ -63,6 +63,15 @@ while (( ${#pid_of[@]} > 0 )); do reap_one; done
 echo "==== molecule summary ===="
 printf '%s\n' "${results[@]}"
 echo "molecule: $passed passed, $failed failed"
+# A CI page shows only the end of the output: each failed scenario's first failing lines come last.
+for result in "${results[@]}"; do
+  [[ $result == FAIL* ]] || continue
+  scenario=${result#FAIL }; scenario=${scenario%% *}
+  echo "---- $scenario: first failures (whole log: $logdir/$scenario.log) ----"
+  sed 's/\x1b\[[0-9;]*m//g' "$logdir/$scenario.log" \
+    | grep -E -m 12 'fatal: |FAILED!|^E  |^FAILED |AssertionError|failed=[1-9]|CRITICAL|Idempotence test failed' \
+    | cut -c1-400
+done
 if (( passed != $# )); then
   echo "molecule: $# scenarios asked for, $passed passed" >&2
   exit 1
