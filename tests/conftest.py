@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shlex
 import subprocess
+import time
 
 import pytest
 
@@ -89,6 +91,24 @@ def build_release(build_dir, version: str, faults: dict | None = None, source=SA
         args += ["-e", json.dumps(extra_vars)]
     run = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+
+
+def start_unit(host, unit: str, expect: tuple[str, ...] = (), timeout: float = 30) -> tuple[int, str]:
+    """Start a oneshot unit; return its exit status and every line logged since the start.
+
+    journald reads a unit's output from its stream asynchronously, so `journalctl` right after
+    `systemctl start` returns can miss the run's last lines (more so under load). The log is read
+    again until each `expect` string is in it, for at most `timeout` seconds; the caller still
+    asserts on what it got."""
+    cursor = host.check_output("journalctl -n 0 --show-cursor --no-pager -q").removeprefix("-- cursor: ")
+    rc = host.run(f"systemctl start {unit}").rc
+    read = f"journalctl --after-cursor={shlex.quote(cursor)} -u {unit} -o cat --no-pager -q"
+    deadline = time.monotonic() + timeout
+    while True:
+        log = host.check_output(read)
+        if all(text in log for text in expect) or time.monotonic() > deadline:
+            return rc, log
+        time.sleep(0.5)
 
 
 def output(run) -> str:

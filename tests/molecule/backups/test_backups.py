@@ -14,7 +14,7 @@ import uuid
 import pytest
 import testinfra
 
-from conftest import REPO, output, run_playbook
+from conftest import REPO, output, run_playbook, start_unit
 
 testinfra_hosts = ["ansible://targets"]
 
@@ -39,10 +39,11 @@ def dumps(host, prefix="tsh_erp", ext="dump"):
     return out.splitlines()
 
 
-def backup_now(host):
-    run = host.run("systemctl start tsh-backup.service")
-    assert run.rc == 0, host.check_output("journalctl -u tsh-backup.service -n 20 --no-pager -o cat")
-    return dumps(host)[-1]
+def backup_now(host, expect=()):
+    """Run the backup service; return the newest dump's name (and the run's log when `expect` is given)."""
+    rc, log = start_unit(host, "tsh-backup.service", expect)
+    assert rc == 0, log
+    return (dumps(host)[-1], log) if expect else dumps(host)[-1]
 
 
 def last_backup(host):
@@ -125,7 +126,7 @@ def test_backup_writes_checked_private_dumps(host):
 def test_backup_archives_the_shared_paths(host):
     """The service (as root) archives the uploads, which postgres cannot read, next to the dump:
     checksummed, with owners and modes, the content intact; the missing shared path is skipped."""
-    backup_now(host)
+    _, log = backup_now(host, expect=("skipping shared path", "wrote"))
     stamp = last_backup(host)["stamp"]
     archive = f"files_{stamp}.tar.gz"
     assert archive in last_backup(host)["files"] and f"{archive}.sha256" in last_backup(host)["files"]
@@ -136,7 +137,6 @@ def test_backup_archives_the_shared_paths(host):
     assert not [m for m in members if not m.startswith("opt/tsh_erp/shared/app/images/")]
     content = host.check_output(f"tar --extract --to-stdout --gzip --file={DIR}/{archive} {UPLOAD.lstrip('/')}")
     assert content == host.file(UPLOAD).content_string.strip()
-    log = host.check_output("journalctl -u tsh-backup.service -n 20 --no-pager -o cat")
     assert f"skipping shared path {MISSING}: it does not exist (yet)" in log
     assert f"wrote {DIR}/{archive}" in log
     assert host.check_output(f"runuser -u postgres -- test -r {UPLOAD} || echo closed") == "closed"
@@ -234,9 +234,8 @@ def test_refuses_to_start_when_disk_is_nearly_full(host):
     """A 1 MB file system over the backup directory: the service fails with a clear line and alerts."""
     host.run_expect([0], f"mount -t tmpfs -o size=1m,mode=0700,uid=postgres,gid=postgres tsh-test-full {DIR}")
     try:
-        run = host.run("systemctl start tsh-backup.service")
-        log = host.check_output("journalctl -u tsh-backup.service -n 5 --no-pager -o cat")
-        assert run.rc != 0
+        rc, log = start_unit(host, "tsh-backup.service", expect=("refusing to start",))
+        assert rc != 0
         assert "refusing to start: only 1 MB free" in log
         assert "below backups_min_free_mb (1024 MB)" in log
         assert host.check_output(f"ls -A {DIR}") == ""
@@ -247,13 +246,12 @@ def test_refuses_to_start_when_disk_is_nearly_full(host):
 
 def test_verify_restores_the_newest_dump(host):
     backup_now(host)
-    run = host.run("systemctl start tsh-backup-verify.service")
-    log = host.check_output("journalctl -u tsh-backup-verify.service -n 5 --no-pager -o cat")
-    assert run.rc == 0, log
-    assert "restores: 1 tables, check query returned 1 rows" in log
     archive = dumps(host, "files", "tar.gz")[-1]
-    assert f"{archive} lists {len(listing(host, archive))} entries" in host.check_output(
-        "journalctl -u tsh-backup-verify.service -n 12 --no-pager -o cat")
+    entries = f"{archive} lists {len(listing(host, archive))} entries"
+    rc, log = start_unit(host, "tsh-backup-verify.service", expect=("restores:", entries))
+    assert rc == 0, log
+    assert "restores: 1 tables, check query returned 1 rows" in log
+    assert entries in log
     assert sql(host, "SELECT count(*) FROM pg_database WHERE datname LIKE 'tsh_verify_%'", db="postgres") == "0"
     status = json.loads(host.file("/var/lib/tsh-backups/verify.json").content_string)
     assert status["result"] == "success"
@@ -266,9 +264,8 @@ def test_damaged_dump_fails_verify_loudly_and_alerts(host):
     before = host.file("/var/lib/tsh-backups/verify.json").content_string
     host.run_expect([0], f"rm -f {ALERTS}")
     host.run_expect([0], f"printf 'XXXXXXXX' | dd of={DIR}/{name} bs=1 seek=200 conv=notrunc status=none")
-    run = host.run("systemctl start tsh-backup-verify.service")
-    assert run.rc != 0
-    log = host.check_output("journalctl -u tsh-backup-verify.service -n 5 --no-pager -o cat")
+    rc, log = start_unit(host, "tsh-backup-verify.service", expect=("FAILED:",))
+    assert rc != 0
     assert f"FAILED: {name} does not match its checksum" in log
     assert wait_for_alert(host, "tsh-backup-verify.service")
     assert host.file("/var/lib/tsh-backups/verify.json").content_string == before
@@ -282,17 +279,15 @@ def test_damaged_files_archive_fails_verify_and_alerts(host):
     before = host.file("/var/lib/tsh-backups/verify.json").content_string
     host.run_expect([0], f"rm -f {ALERTS}")
     host.run_expect([0], f"printf 'XXXXXXXX' | dd of={DIR}/{archive} bs=1 seek=40 conv=notrunc status=none")
-    run = host.run("systemctl start tsh-backup-verify.service")
-    assert run.rc != 0
-    log = host.check_output("journalctl -u tsh-backup-verify.service -n 5 --no-pager -o cat")
+    rc, log = start_unit(host, "tsh-backup-verify.service", expect=("FAILED:",))
+    assert rc != 0
     assert f"FAILED: {archive} does not match its checksum" in log
     assert wait_for_alert(host, "tsh-backup-verify.service")
     unreadable = "files_20991231T000000Z.tar.gz"
     fake_dump(host, unreadable, "now")
     try:
-        run = host.run("systemctl start tsh-backup-verify.service")
-        log = host.check_output("journalctl -u tsh-backup-verify.service -n 5 --no-pager -o cat")
-        assert run.rc != 0
+        rc, log = start_unit(host, "tsh-backup-verify.service", expect=("FAILED:",))
+        assert rc != 0
         assert f"FAILED: tar cannot list {unreadable}: the archive is damaged" in log
     finally:
         host.run_expect([0], f"rm -f {DIR}/{unreadable} {DIR}/{unreadable}.sha256")
