@@ -167,6 +167,69 @@ def test_hashed_assets_cached_long_and_gzipped(host, ip, name, path, marker):
     assert gz_headers["content-encoding"] == "gzip"
 
 
+KINDS = {"tsh.sale": "redirect", "www.tsh.sale": "static", "erp.tsh.sale": "proxy",
+         "shop.tsh.sale": "static", "consumer.tsh.sale": "static"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_security_headers_on_every_name(host, ip, name):
+    """Each site kind's header set, on answers and on errors (a missing page)."""
+    for path in ["/", "/no/such/page"]:
+        _, headers, _ = curl(host, ip, f"https://{name}{path}")
+        assert headers["strict-transport-security"] == "max-age=63072000; includeSubDomains"
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "DENY"
+        if KINDS[name] == "static":
+            csp = headers["content-security-policy"]
+            for directive in ["default-src 'self'", "script-src 'self'", "object-src 'none'",
+                              "connect-src 'self' https://erp.tsh.sale wss://erp.tsh.sale",
+                              "frame-ancestors 'none'"]:
+                assert directive in csp, csp
+            assert headers["referrer-policy"] == "strict-origin-when-cross-origin"
+            assert headers["permissions-policy"].startswith("camera=(), microphone=()")
+        elif KINDS[name] == "proxy":
+            assert headers["content-security-policy"] == "frame-ancestors 'none'"
+            assert headers["referrer-policy"] == "no-referrer"
+        else:
+            assert "content-security-policy" not in headers
+            assert headers["referrer-policy"] == "no-referrer"
+
+
+@pytest.mark.parametrize("name", ["www.tsh.sale", "shop.tsh.sale"])
+def test_shipped_frontends_load_under_their_policy(host, ip, name):
+    """What script-src 'self' and style-src 'self' allow: the pages load scripts and styles from
+    their own origin only, and run no inline script."""
+    _, _, body = curl(host, ip, f"https://{name}/")
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", body, re.S)
+    links = re.findall(r"<link[^>]*href=\"([^\"]+)\"", body)
+    for attributes, inline in scripts:
+        assert inline.strip() == "", f"inline script on {name}"
+        src = re.search(r'src="([^"]+)"', attributes).group(1)
+        assert src.startswith("/") and not src.startswith("//"), src
+    assert all(href.startswith("/") and not href.startswith("//") for href in links), links
+
+
+def test_csp_report_only_for_a_rollout(host, ip):
+    """nginx_csp_report_only sends the same policy as Content-Security-Policy-Report-Only, with the
+    report-uri; put back, the policy is enforced again."""
+    try:
+        run = run_playbook(
+            APPLY, "-e", '{"nginx_csp_report_only": true, "nginx_csp_report_uri": "https://erp.tsh.sale/csp-reports"}',
+            limit=host.backend.get_hostname(),
+        )
+        assert run.returncode == 0, output(run)[-3000:]
+        _, headers, _ = curl(host, ip, "https://shop.tsh.sale/")
+        assert "content-security-policy" not in headers
+        report = headers["content-security-policy-report-only"]
+        assert "script-src 'self'" in report and report.endswith("; report-uri https://erp.tsh.sale/csp-reports")
+    finally:
+        back = run_playbook(APPLY, limit=host.backend.get_hostname())
+        assert back.returncode == 0, output(back)[-3000:]
+    _, headers, _ = curl(host, ip, "https://shop.tsh.sale/")
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert "content-security-policy-report-only" not in headers
+
+
 @pytest.mark.parametrize("name", ["shop.tsh.sale", "consumer.tsh.sale"])
 def test_consumer_app_falls_back_to_index(host, ip, name):
     status, headers, body = curl(host, ip, f"https://{name}/orders/42")
@@ -288,3 +351,12 @@ def test_api_down_answers_a_clear_503(host, ip):
     finally:
         host.run_expect([0], "systemctl start tsh-test-api@8001.service")
         host.run_expect([0], "timeout 10 sh -c 'until curl -s -o /dev/null http://127.0.0.1:8001/; do sleep 0.2; done'")
+
+
+def test_service_is_sandboxed(host):
+    """systemd-analyze security 5.0 or lower (9.6 as the distribution ships it), and the running
+    master was started under the sandbox (no new privileges)."""
+    overall = host.check_output("systemd-analyze security --no-pager nginx.service | tail -n 1")
+    assert float(re.search(r": ([0-9.]+)", overall).group(1)) <= 5.0, overall
+    pid = host.check_output("systemctl show -p MainPID --value nginx.service")
+    assert "NoNewPrivs:\t1" in host.file(f"/proc/{pid}/status").content_string
