@@ -252,3 +252,13 @@ def test_separate_database_host_mode_listens_privately_and_reverts(host):
     assert after[name]["listeners"] == ["127.0.0.1:5432"]
     assert not after[name]["client_reaches"]
     assert after[name]["hba_client"] == ""
+
+
+def test_server_is_sandboxed(host):
+    """systemd-analyze security 5.0 or lower (9.6 as the distribution ships it), and the running
+    server was started under the sandbox (no new privileges)."""
+    unit = host.check_output("systemctl list-units --plain --no-legend 'postgresql@*' | cut -d' ' -f1")
+    overall = host.check_output(f"systemd-analyze security --no-pager {unit} | tail -n 1")
+    assert float(overall.rsplit(": ", 1)[1].split()[0]) <= 5.0, overall
+    pid = host.check_output(f"systemctl show -p MainPID --value {unit}")
+    assert "NoNewPrivs:\t1" in host.file(f"/proc/{pid}/status").content_string

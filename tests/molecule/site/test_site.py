@@ -103,6 +103,19 @@ def test_api_health_through_nginx(hosts, first_deploy):
         assert body["status"] == "healthy" and body["database"]["status"] == "healthy"
 
 
+def test_app_units_are_sandboxed(hosts, first_deploy):
+    """systemd-analyze security: both colour units at 2.5 or lower, the serving one healthy under it
+    (test_api_health_through_nginx)."""
+    for host in hosts:
+        for unit in ("tsh_erp-blue.service", "tsh_erp-green.service"):
+            overall = host.check_output(f"systemd-analyze security --no-pager {unit} | tail -n 1")
+            exposure = float(re.search(r"exposure level for \S+: ([0-9.]+)", overall).group(1))
+            assert exposure <= 2.5, overall
+        for unit in ("nginx.service", "tsh_erp-blue.service"):
+            pid = host.check_output(f"systemctl show -p MainPID --value {unit}")
+            assert "NoNewPrivs:\t1" in host.file(f"/proc/{pid}/status").content_string, unit
+
+
 def test_firewall_from_outside(hosts, first_deploy):
     allowed, denied = outside_host("allowed"), outside_host("denied")
     for host in hosts:
