@@ -414,8 +414,8 @@ def refusal(lock, verdict, reason, inventory):
     return (f"{head}: {reason}. {wait}. If that run is gone, break the lock with: {unlock_hint(inventory)}")
 
 
-def broke_message(lock, reason):
-    return f"Broke the deploy lock {lock['path']}, {describe(lock)}: that run is gone ({reason})."
+def broke_message(lock, reason, target):
+    return f"Broke the deploy lock {lock['path']} on {target}, {describe(lock)}: that run is gone ({reason})."
 
 
 def report(lock, verdict, reason, host, inventory):
@@ -476,7 +476,7 @@ class Controller:
             if result.get("failed"):
                 return result
             if result.get("broke"):
-                broken.append(broke_message(result["broke"], reasons[result["broke"]["id"]]))
+                broken.append(broke_message(result["broke"], reasons[result["broke"]["id"]], self.target))
             if result.get("acquired"):
                 result.update(changed=bool(result.get("changed")) or bool(broken), token=self.token,
                               record=result["lock"].get("holder", {}))

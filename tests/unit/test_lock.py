@@ -233,7 +233,7 @@ def test_a_gone_runs_lock_is_broken_at_once_saying_so(tmp_path):
     result = controller(path).run(params(path=path, state="acquired"))
     assert result["acquired"] and result["changed"] and result["record"]["token"] == tl.run_token(ME)
     assert result["warnings"] == [result["msg"].replace(" This run holds the lock now.", "")]
-    assert result["msg"].startswith(f"Broke the deploy lock {path}, held by ops@ctl deploying v7 since "
+    assert result["msg"].startswith(f"Broke the deploy lock {path} on web1, held by ops@ctl deploying v7 since "
                                     f"2026-12-02T10:00:00Z (3 s ago), controller ctl pid 777: that run is gone "
                                     f"(its process, ansible-playbook pid 777, no longer runs on ctl).")
 
