@@ -7,8 +7,8 @@ the run holding a lock is gone: judge; the whole decision: Controller).
 
 The lock is a directory (deploy_lock_dir, /opt/tsh_erp/deploy/lock): mkdir is atomic, so of two runs
 only one creates it. Its holder.json says who holds it (holder, version, operation, started,
-started_epoch, token) and which run: the controller's host name, boot id, the ansible-playbook
-process's pid and that process's start time (field 22 of /proc/<pid>/stat, so a pid reused by another
+started_epoch, token) and which run: the controller's host name, boot id and pid namespace, the
+ansible-playbook process's pid and that process's start time (field 22 of /proc/<pid>/stat, so a pid reused by another
 process is not mistaken for the run). holder.json is written to a temporary file in the lock directory
 and renamed into place, so it is whole or absent. A lock is removed by renaming the directory to a
 hidden tombstone beside it (.lock.gone-<random>), which is then deleted: a kill at any line leaves a
@@ -118,18 +118,27 @@ def boot_id(proc=PROC):
         return ""
 
 
+def pid_namespace(proc=PROC):
+    """Which pid namespace the controller's processes live in (two containers with one host name have
+    different ones, and cannot see each other's pids)."""
+    try:
+        return os.readlink(os.path.join(proc, "self/ns/pid"))
+    except OSError:
+        return ""
+
+
 def controller_facts(proc=PROC, pid=None, hostname=None):
-    """This run as the lock records it: controller host name, boot id, ansible-playbook pid and its
-    start time (0 when /proc cannot say)."""
+    """This run as the lock records it: controller host name, boot id, pid namespace, ansible-playbook
+    pid and its start time (0 when /proc cannot say)."""
     pid = playbook_pid(os.getpid(), proc) if pid is None else pid
     stat = read_stat(pid, proc)
-    return {"host": hostname or socket.gethostname(), "boot_id": boot_id(proc), "pid": pid,
-            "pid_start": stat[2] if stat else 0}
+    return {"host": hostname or socket.gethostname(), "boot_id": boot_id(proc), "pid_ns": pid_namespace(proc),
+            "pid": pid, "pid_start": stat[2] if stat else 0}
 
 
 def run_token(me):
     """This run's token: the same in every task of one ansible-playbook run, different in any other."""
-    text = "|".join(str(me.get(k, "")) for k in ("host", "boot_id", "pid", "pid_start"))
+    text = "|".join(str(me.get(k, "")) for k in ("host", "boot_id", "pid_ns", "pid", "pid_start"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -174,6 +183,9 @@ def judge(lock, me, start_of=proc_start, grace=TAKING_GRACE):
         return "unknown", "the lock names no controller process (taken by hand or by an older tsh-infra)"
     if host != me["host"]:
         return "unknown", f"it was taken from another controller ({host}), whose processes this one ({me['host']}) cannot see"
+    if rec.get("controller_pid_ns") and me.get("pid_ns") and rec["controller_pid_ns"] != me["pid_ns"]:
+        return "unknown", (f"it was taken on {host} in another pid namespace ({rec['controller_pid_ns']}, another "
+                           f"container?), whose processes this run cannot see")
     if rec.get("controller_boot_id") and me.get("boot_id") and rec["controller_boot_id"] != me["boot_id"]:
         return "gone", f"{host} has restarted since that run took the lock, so its process pid {pid} is gone"
     now = start_of(pid)
@@ -302,6 +314,7 @@ def record(params, now=time.time):
         "token": params["token"],
         "controller": ctl.get("host", ""),
         "controller_boot_id": ctl.get("boot_id", ""),
+        "controller_pid_ns": ctl.get("pid_ns", ""),
         "controller_pid": int(ctl.get("pid") or 0),
         "controller_pid_start": int(ctl.get("pid_start") or 0),
     }
@@ -453,8 +466,7 @@ class Controller:
 
     def _module(self, args, **extra):
         out = dict(args, token=self.token, holder=self.holder, break_id="",
-                   controller={"host": self.me["host"], "boot_id": self.me["boot_id"], "pid": self.me["pid"],
-                               "pid_start": self.me["pid_start"]})
+                   controller={k: self.me.get(k, "") for k in ("host", "boot_id", "pid_ns", "pid", "pid_start")})
         out.update(extra)
         return self.call(out)
 

@@ -20,7 +20,7 @@ tl = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(tl)
 
 KEYS = {"holder", "version", "operation", "started", "started_epoch", "token"}
-ME = {"host": "ctl", "boot_id": "boot-1", "pid": 4242, "pid_start": 1000}
+ME = {"host": "ctl", "boot_id": "boot-1", "pid_ns": "pid:[1]", "pid": 4242, "pid_start": 1000}
 
 
 def params(token="t-me", **extra):
@@ -198,6 +198,8 @@ def lock_of(**rec):
     ({"controller": "laptop"}, {}, "unknown", "another controller (laptop)"),    # another controller
     ({"controller": "", "controller_pid": 0}, {}, "unknown", "names no controller process"),  # old-style lock
     ({"controller_boot_id": "boot-0"}, {777: 555}, "gone", "has restarted since"),
+    ({"controller_pid_ns": "pid:[2]"}, {}, "unknown", "another pid namespace"),  # a container of the same name
+    ({"controller_pid_ns": "pid:[1]"}, {}, "gone", "no longer runs on ctl"),
     ({"token": tl.run_token(ME)}, {}, "this_run", "this run"),
 ])
 def test_judge(rec, alive, verdict, words):
@@ -397,6 +399,7 @@ def test_the_action_plugin_records_the_ansible_playbook_process_and_breaks_its_l
     rec = json.loads((tmp_path / "deploy/lock/holder.json").read_text())
     assert rec["controller_pid"] == pid and rec["controller"] == os.uname().nodename
     assert rec["controller_pid_start"] > 0 and rec["version"] == "v1"
+    assert rec["controller_pid_ns"] == os.readlink("/proc/self/ns/pid")
     # That run has ended without releasing: the next run breaks its lock at once and says so.
     pid2, rc, out = playbook(tmp_path, "v2")
     assert rc == 0, out
