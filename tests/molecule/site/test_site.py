@@ -1,5 +1,7 @@
 """The whole droplet after site.yml: check mode, the maintenance answer before the first deploy, then a
-first deploy of the sample app and every part seen working from where its users see it.
+first deploy of the sample app and every part seen working from where its users see it. Last, the
+deploy lock: a killed run's lock is broken by the next deploy at once, a live run's lock refuses a
+deploy naming playbooks/unlock.yml, and unlock.yml breaks it only with the lock's token.
 
 Each check looks at all targets itself (fixture `hosts`), in file order (see test_bluegreen.py: with
 testinfra's parametrized `host` the second target's checks would run after the first target's deploy).
@@ -10,11 +12,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import socket
 import subprocess
+import sys
+import time
 
 import pytest
 
-from conftest import REPO, container_ip, molecule_targets, outside_host, output, run_playbook, tcp_open
+from conftest import (REPO, build_release, container_ip, molecule_targets, outside_host, output, playbook_command,
+                      run_playbook, tcp_open)
 
 testinfra_hosts = []
 
@@ -67,8 +74,12 @@ def test_api_answers_maintenance_before_the_first_deploy(hosts):
 
 # The first deploy --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def first_deploy(tmp_path_factory):
-    build_dir = tmp_path_factory.mktemp("releases")
+def build_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("releases")
+
+
+@pytest.fixture(scope="module")
+def first_deploy(build_dir):
     build = subprocess.run(
         ["ansible-playbook", str(REPO / "playbooks/build.yml"), "-e", f"app_src={SAMPLE}", "-e", "app_version=s1",
          "-e", f"build_dir={build_dir}", "-e", '{"build_python_versions": ["3.11", "3.13"]}'],
@@ -145,3 +156,99 @@ def test_status_reports_the_whole(first_deploy):
     text = output(run)
     for expected in ("active_color", "s1", "last_deploys", "not_after", "last_success"):
         assert expected in text, expected
+
+
+# The deploy lock ---------------------------------------------------------------------------------
+LOCK = "/opt/tsh_erp/deploy/lock"
+
+
+def fake_lock(hosts, pid, start, token):
+    """A lock as a run of this controller (the machine running the tests and ansible-playbook) leaves it:
+    holder.json naming this controller's host name, boot id, an ansible-playbook pid and its start time."""
+    with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+        boot = f.read().strip()
+    holder = json.dumps({"holder": "ops@controller", "version": "s9", "operation": "deploy",
+                         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         "started_epoch": int(time.time()), "token": token, "controller": socket.gethostname(),
+                         "controller_boot_id": boot, "controller_pid": pid, "controller_pid_start": start})
+    for host in hosts:
+        host.run_expect([0], f"mkdir -p {LOCK} && echo {shlex.quote(holder)} > {LOCK}/holder.json")
+
+
+def start_time(pid):
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
+def served(host):
+    return json.loads(https(host, "erp.tsh.sale", "/health").stdout)
+
+
+@pytest.fixture(scope="module")
+def killed_run_deploy(hosts, build_dir, first_deploy):
+    """A run killed while it held the lock (its process has ended: a child of this test, reaped), then
+    the next deploy, of s2, right away."""
+    build_release(build_dir, "s2")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    fake_lock(hosts, dead.pid, 4242, "killedrun0000001")
+    run = run_playbook(REPO / "deploy.yml", "-i", GROUPS, "-e", "release_version=s2", "-e", f"deploy_build_dir={build_dir}")
+    return run, dead.pid
+
+
+def test_a_killed_runs_lock_is_broken_by_the_next_deploy_at_once(hosts, killed_run_deploy):
+    run, pid = killed_run_deploy
+    text = output(run)
+    assert run.returncode == 0, text[-4000:]
+    for host in hosts:
+        assert (f"Broke the deploy lock {LOCK} on {host.backend.get_hostname()}, held by ops@controller deploying s9"
+                in text), text[-4000:]
+    assert f"that run is gone (its process, ansible-playbook pid {pid}, no longer runs on {socket.gethostname()})" in text
+    for host in hosts:
+        assert served(host)["version"] == "s2"
+        assert not host.file(LOCK).exists
+
+
+@pytest.fixture(scope="module")
+def live_lock(hosts, killed_run_deploy, build_dir):
+    """A lock of a run that still goes (this test's own process stands in for its ansible-playbook)."""
+    fake_lock(hosts, os.getpid(), start_time(os.getpid()), "liverun000000001")
+    yield run_playbook(REPO / "deploy.yml", "-i", GROUPS, "-e", "release_version=s1", "-e", f"deploy_build_dir={build_dir}")
+    for host in hosts:
+        host.run_expect([0], f"rm -rf {LOCK}")
+
+
+def test_a_live_runs_lock_refuses_the_deploy_naming_unlock(hosts, live_lock):
+    text = output(live_lock)
+    assert live_lock.returncode != 0
+    assert f"Deploy lock {LOCK} is held by ops@controller deploying s9 since" in text
+    assert f"controller {socket.gethostname()} pid {os.getpid()}: its process, ansible-playbook pid {os.getpid()}, still runs" in text
+    assert "Wait for that run to finish. If that run is gone, break the lock with: ansible-playbook -i " in text
+    assert "playbooks/unlock.yml" in text
+    for host in hosts:
+        assert served(host)["version"] == "s2"
+        assert host.file(f"{LOCK}/holder.json").contains("liverun000000001")
+
+
+def unlock(*args):
+    """playbooks/unlock.yml without a terminal (its prompt gets no answer, as in CI)."""
+    cmd, env = playbook_command(REPO / "playbooks/unlock.yml", "-i", GROUPS, *args)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False, stdin=subprocess.DEVNULL)
+
+
+def test_unlock_with_a_wrong_token_leaves_the_lock_and_with_the_right_one_breaks_it(hosts, live_lock):
+    report = unlock()
+    text = output(report)
+    assert report.returncode != 0 and "No token was given: the deploy lock was left as it is." in text
+    assert "That run still goes" in text and "-e unlock_confirm=liverun000000001" in text
+    wrong = unlock("-e", "unlock_confirm=liverun000000002")
+    assert wrong.returncode != 0 and "The token given (liverun000000002) is not this lock's" in output(wrong)
+    for host in hosts:
+        assert host.file(f"{LOCK}/holder.json").contains("liverun000000001")
+    right = unlock("-e", "unlock_confirm=liverun000000001")
+    assert right.returncode == 0, output(right)[-3000:]
+    assert output(right).count(f"Broke the deploy lock {LOCK} on ") == len(hosts)
+    for host in hosts:
+        assert not host.file(LOCK).exists
+    again = unlock()
+    assert again.returncode == 0 and output(again).count("No deploy lock on ") == len(hosts)
