@@ -60,6 +60,7 @@ def playbook_command(playbook: str | pathlib.Path, *args: str, limit: str | None
     env["ANSIBLE_LIBRARY"] = str(REPO / "plugins/modules")
     env["ANSIBLE_MODULE_UTILS"] = str(REPO / "plugins/module_utils")
     env["ANSIBLE_ACTION_PLUGINS"] = str(REPO / "plugins/action")
+    env["ANSIBLE_FILTER_PLUGINS"] = str(REPO / "plugins/filter")
     env["ANSIBLE_FORCE_COLOR"] = "0"
     env["ANSIBLE_NOCOLOR"] = "1"
     cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook), *args]
@@ -120,3 +121,4 @@ def output(run) -> str:
 @pytest.fixture(scope="session")
 def scenario() -> str:
     return scenario_name()
+

@@ -1,14 +1,14 @@
-"""Unit tests for the postgres role's input checks (roles/postgres/filter_plugins/postgres_net.py)."""
+"""Unit tests for the postgres role's input checks (plugins/filter/tsh_net.py)."""
 
 import importlib.util
 import pathlib
 
 import pytest
 
-_PATH = pathlib.Path(__file__).resolve().parents[2] / "roles/postgres/filter_plugins/postgres_net.py"
-_SPEC = importlib.util.spec_from_file_location("postgres_net", _PATH)
-postgres_net = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(postgres_net)
+_PATH = pathlib.Path(__file__).resolve().parents[2] / "plugins/filter/tsh_net.py"
+_SPEC = importlib.util.spec_from_file_location("tsh_net", _PATH)
+tsh_net = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(tsh_net)
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,7 @@ _SPEC.loader.exec_module(postgres_net)
     ],
 )
 def test_invalid_addresses(values, bad):
-    assert postgres_net.postgres_invalid_addresses(values) == bad
+    assert tsh_net.tsh_invalid_private_addresses(values) == bad
 
 
 @pytest.mark.parametrize(
@@ -34,4 +34,4 @@ def test_invalid_addresses(values, bad):
     ],
 )
 def test_invalid_networks(values, bad):
-    assert postgres_net.postgres_invalid_networks(values) == bad
+    assert tsh_net.tsh_invalid_networks(values) == bad

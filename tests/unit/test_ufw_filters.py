@@ -1,4 +1,4 @@
-"""Unit tests for the ufw role's address filters (roles/ufw/filter_plugins/tsh_net.py)."""
+"""Unit tests for the ufw role's address filters (plugins/filter/tsh_net.py)."""
 
 import importlib.util
 import pathlib
@@ -6,7 +6,7 @@ import pathlib
 import pytest
 from ansible.errors import AnsibleFilterError
 
-_PATH = pathlib.Path(__file__).resolve().parents[2] / "roles/ufw/filter_plugins/tsh_net.py"
+_PATH = pathlib.Path(__file__).resolve().parents[2] / "plugins/filter/tsh_net.py"
 _SPEC = importlib.util.spec_from_file_location("tsh_net", _PATH)
 tsh_net = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(tsh_net)
@@ -48,6 +48,7 @@ def test_filters_are_registered():
     names = tsh_net.FilterModule().filters()
     assert set(names) == {
         "tsh_invalid_networks",
+        "tsh_invalid_private_addresses",
         "tsh_address_in_networks",
         "tsh_ufw_source",
         "tsh_ufw_stale_rules",

@@ -1,4 +1,4 @@
-"""Address filters for the ufw role (standard library only, no netaddr needed)."""
+"""Address filters the roles share (ufw, postgres); standard library only, no netaddr needed."""
 
 from __future__ import annotations
 
@@ -22,6 +22,21 @@ def tsh_invalid_networks(values):
         try:
             ipaddress.ip_network(str(value).strip(), strict=False)
         except ValueError:
+            bad.append(value)
+    return bad
+
+
+def tsh_invalid_private_addresses(values):
+    """Items of values that are not one private IP address: hostnames, '*', 0.0.0.0 and public
+    addresses are all refused, so a server is never put on the internet by a listen address."""
+    bad = []
+    for value in values or []:
+        try:
+            address = ipaddress.ip_address(str(value).strip())
+        except ValueError:
+            bad.append(value)
+            continue
+        if address.is_unspecified or not address.is_private:
             bad.append(value)
     return bad
 
@@ -92,6 +107,7 @@ class FilterModule:
     def filters(self):
         return {
             "tsh_invalid_networks": tsh_invalid_networks,
+            "tsh_invalid_private_addresses": tsh_invalid_private_addresses,
             "tsh_address_in_networks": tsh_address_in_networks,
             "tsh_ufw_source": tsh_ufw_source,
             "tsh_ufw_stale_rules": tsh_ufw_stale_rules,
