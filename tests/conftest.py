@@ -58,6 +58,7 @@ def playbook_command(playbook: str | pathlib.Path, *args: str, limit: str | None
     env["ANSIBLE_LIBRARY"] = str(REPO / "plugins/modules")
     env["ANSIBLE_MODULE_UTILS"] = str(REPO / "plugins/module_utils")
     env["ANSIBLE_ACTION_PLUGINS"] = str(REPO / "plugins/action")
+    env["ANSIBLE_FILTER_PLUGINS"] = str(REPO / "plugins/filter")
     env["ANSIBLE_FORCE_COLOR"] = "0"
     env["ANSIBLE_NOCOLOR"] = "1"
     cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook), *args]
@@ -100,3 +101,10 @@ def output(run) -> str:
 @pytest.fixture(scope="session")
 def scenario() -> str:
     return scenario_name()
+
+
+def status_output(run):
+    """What playbooks/status.yml printed: the table as a list of lines, or with -e status_format=json
+    the status as a dict (the msg of its task "Show the status", printed as JSON by the default callback)."""
+    shown = run.stdout.split("TASK [Show the status]", 1)[1]
+    return json.JSONDecoder().raw_decode(shown[shown.index("=> ") + 3:])[0]["msg"]
