@@ -136,11 +136,26 @@ def health_of(ask):
     return {"code": code, "status": str(data.get("status", "")), "version": str(data.get("version", ""))}
 
 
+def _tail(path, lines, block=16384):
+    """The last `lines` lines of a file, read from its end (the audit log grows for years)."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        position = f.tell()
+        data = b""
+        while position > 0 and data.count(b"\n") <= lines:
+            step = min(block, position)
+            position -= step
+            f.seek(position)
+            data = f.read(step) + data
+    return data.decode("utf-8", "replace").splitlines()[-lines:]
+
+
 def read_audit(path, lines):
     """The last `lines` records of the deploy audit log (one JSON object a line; others skipped)."""
+    if lines <= 0:
+        return []
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            tail = f.readlines()[-max(lines, 0) * 4:] if lines else []
+        tail = _tail(path, lines * 2)
     except FileNotFoundError:
         return []
     except OSError as exc:
@@ -153,7 +168,7 @@ def read_audit(path, lines):
             continue
         if isinstance(record, dict):
             records.append(record)
-    return records[-lines:] if lines else []
+    return records[-lines:]
 
 
 def disk_free(path, statvfs=os.statvfs):

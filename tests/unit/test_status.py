@@ -377,6 +377,22 @@ def test_audit_log_tail_skips_broken_lines(tmp_path):
     assert st.read_audit(str(tmp_path / "none.log"), 5) == []
 
 
+def test_audit_log_tail_of_a_long_log_reads_only_its_end(tmp_path):
+    log = tmp_path / "audit.log"
+    records = [dict(DEPLOYS[0], version=f"r{i}", reason="x" * 900) for i in range(200)]
+    log.write_text("".join(json.dumps(d) + "\n" for d in records))
+    assert [r["version"] for r in st.read_audit(str(log), 5)] == [f"r{i}" for i in range(195, 200)]
+    assert st.read_audit(str(log), 0) == []
+
+
+def test_certificate_date_as_openssl_pads_it():
+    """openssl pads the day with a space (notAfter=Mar  2 12:00:00 2027 GMT)."""
+    def run(_argv):
+        return 0, "notAfter=Mar  2 12:00:00 2027 GMT\n", ""
+    cert = st.read_certificate(__file__, run, NOW)
+    assert cert["not_after"] == "2027-03-02" and cert["days_left"] == 46
+
+
 def test_unreadable_backup_status_is_reported(tmp_path):
     (tmp_path / "backup.json").write_text("{half")
     report = st.gather_db(str(tmp_path / "backup.json"), str(tmp_path), NOW)
