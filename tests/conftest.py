@@ -122,3 +122,9 @@ def output(run) -> str:
 def scenario() -> str:
     return scenario_name()
 
+
+def status_output(run):
+    """What playbooks/status.yml printed: the table as a list of lines, or with -e status_format=json
+    the status as a dict (the msg of its task "Show the status", printed as JSON by the default callback)."""
+    shown = run.stdout.split("TASK [Show the status]", 1)[1]
+    return json.JSONDecoder().raw_decode(shown[shown.index("=> ") + 3:])[0]["msg"]

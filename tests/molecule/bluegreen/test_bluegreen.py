@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import REPO, build_release, molecule_targets, output, playbook_command, run_playbook
+from conftest import REPO, build_release, molecule_targets, output, playbook_command, run_playbook, status_output
 
 # Every check looks at all targets itself (fixture `hosts`), in file order. With testinfra's
 # module-scoped, parametrized `host` fixture pytest would run all checks of the first host before
@@ -340,8 +340,18 @@ def test_rollback_to_previous_release(hosts, step_rollback):
 def test_status_reports_colours_and_deploys(step_rollback):
     run = run_playbook(REPO / "playbooks/status.yml", "-i", GROUPS)
     assert run.returncode == 0, output(run)[-3000:]
-    text = output(run)
-    assert "active_color" in text and "green" in text and "last_deploys" in text
+    lines = status_output(run)
+    for name in TARGETS:
+        mine = lines[lines.index(f"TSH ERP on {name} (app: {name}; db: {name})") + 1:]
+        assert mine[0] == "Serving             green  release v2  (link green, nginx routes to green)", mine
+        assert mine[2].split()[:2] == ["blue", "inactive"] and mine[2].split()[3] == "v1", mine
+        assert mine[3].split()[:7] == ["green", "*", "active", "enabled", "v2", "200", "healthy"], mine
+        assert "Lock                none" in mine
+        assert "  rollback  v2  blue -> green  success" in next(line for line in mine if line.startswith("Last deploys"))
+    shown = status_output(run_playbook(REPO / "playbooks/status.yml", "-i", GROUPS, "-e", "status_format=json"))
+    for cell in shown["cells"]:
+        assert cell["serving"] == {"colour": "green", "release": "v2", "link": "green", "routed": "green"}
+        assert cell["lock"] is None and cell["deploys"][-1]["operation"] == "rollback"
 
 
 # 8. the real backend's shape -----------------------------------------------------------------

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import REPO, build_release, output, run_playbook, scenario_name
+from conftest import REPO, build_release, output, run_playbook, scenario_name, status_output
 
 testinfra_hosts = []
 
@@ -279,11 +279,22 @@ def test_rollback_moves_every_app_host_back_to_v1(step_rollback):
 
 
 def test_status_reads_the_link_from_the_web_host(step_rollback):
+    """One block: the link, lock and certificate from the web host, each app host's colours, the
+    backup from the db host."""
     run = run_playbook(REPO / "playbooks/status.yml")
     assert run.returncode == 0, output(run)[-3000:]
-    text = output(run)
-    assert text.count('"active_color": "blue"') == len(APPS), text[-3000:]
-    assert "last_success" in text and "not_after" in text
+    lines = status_output(run)
+    assert lines[0] == f"TSH ERP on {WEB} (app: {APP1}, {APP2}; db: {DB})", lines
+    assert lines[1] == "Serving             blue  release v1  (link blue, nginx routes to blue)", lines
+    for app in APPS:
+        assert any(line.split()[:4] == [app, "blue", "*", "active"] for line in lines), lines
+    assert "Lock                none" in lines
+    shown = status_output(run_playbook(REPO / "playbooks/status.yml", "-e", "status_format=json"))
+    (cell,) = shown["cells"]
+    assert (cell["web_host"], cell["db_host"], sorted(cell["app"])) == (WEB, DB, sorted(APPS))
+    assert cell["serving"] == {"colour": "blue", "release": "v1", "link": "blue", "routed": "blue"}
+    assert cell["certificate"]["days_left"] > 21 and cell["backup"]["files"], cell
+    assert cell["deploys"][-1]["operation"] == "rollback"
 
 
 # 6. Restore: the database host stops and starts the app hosts, under the web host's lock ----------

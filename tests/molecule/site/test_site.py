@@ -21,7 +21,7 @@ import time
 import pytest
 
 from conftest import (REPO, build_release, container_ip, molecule_targets, outside_host, output, playbook_command,
-                      run_playbook, tcp_open)
+                      run_playbook, status_output, tcp_open)
 
 testinfra_hosts = []
 
@@ -150,12 +150,79 @@ def test_backup_and_its_verification(hosts, first_deploy):
         host.run_expect([0], "ls /opt/tsh_erp/backups/tsh_erp_*-pre-deploy-s1.dump")
 
 
-def test_status_reports_the_whole(first_deploy):
-    run = run_playbook(REPO / "playbooks/status.yml", "-i", GROUPS)
+def status(*args):
+    """playbooks/status.yml over both droplets: (run, what it printed). Read-only: changed=0."""
+    run = run_playbook(REPO / "playbooks/status.yml", "-i", GROUPS, *args)
     assert run.returncode == 0, output(run)[-3000:]
-    text = output(run)
-    for expected in ("active_color", "s1", "last_deploys", "not_after", "last_success"):
-        assert expected in text, expected
+    for name in TARGETS:
+        assert recap(run, name)["changed"] == 0, recap(run, name)
+    return run, status_output(run)
+
+
+def block(lines, name):
+    """The table's lines for one droplet (each target is a whole droplet: one block each)."""
+    start = lines.index(f"TSH ERP on {name} (app: {name}; db: {name})")
+    end = lines.index("", start) if "" in lines[start:] else len(lines)
+    return lines[start + 1:end]
+
+
+def test_status_table_of_the_healthy_droplet(first_deploy):
+    """After the first deploy and a backup: blue serves s1, nothing to warn about. Also under --check."""
+    for args in ((), ("--check",)):
+        _run, lines = status(*args)
+        # The README's sample table comes from here.
+        (REPO / ".molecule-logs").mkdir(exist_ok=True)
+        (REPO / ".molecule-logs/site-status.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        for name in TARGETS:
+            mine = block(lines, name)
+            assert mine[0] == "Serving             blue  release s1  (link blue, nginx routes to blue)", mine
+            assert mine[1].split() == ["Colours", "colour", "unit", "boot", "release", "health", "uptime"], mine
+            assert mine[2].split()[:7] == ["blue", "*", "active", "enabled", "s1", "200", "healthy"], mine
+            assert mine[3].split()[:4] == ["green", "inactive", "disabled", "none"], mine
+            assert "Lock                none" in mine
+            deploys = [line for line in mine if "  deploy  s1  none -> blue  success" in line]
+            assert len(deploys) == 1 and deploys[0].startswith("Last deploys        20"), mine
+            assert re.fullmatch(r"Certificate         expires \d{4}-\d\d-\d\d \(\d+ days left\)",
+                                next(line for line in mine if line.startswith("Certificate"))), mine
+            assert re.fullmatch(r"Last backup         \d+[sm] ago \(.*\), \d+ files, [\d.]+ [KM]?B",
+                                next(line for line in mine if line.startswith("Last backup"))), mine
+            assert re.fullmatch(r"Free disk           [\d.]+ % free \([\d.]+ GB of [\d.]+ GB\) on /opt/tsh_erp",
+                                next(line for line in mine if line.startswith("Free disk"))), mine
+            assert mine[-1] == "Warnings            none", mine
+
+
+def test_status_json_of_the_healthy_droplet(first_deploy):
+    _run, shown = status("-e", "status_format=json")
+    assert shown["warnings"] == [] and shown["unreachable"] == [], shown["warnings"]
+    assert [cell["web_host"] for cell in shown["cells"]] == list(TARGETS)
+    for cell in shown["cells"]:
+        name = cell["web_host"]
+        assert cell["serving"] == {"colour": "blue", "release": "s1", "link": "blue", "routed": "blue"}
+        colours = cell["app"][name]["colours"]
+        assert colours["blue"]["active"] == "active" and colours["blue"]["enabled"] == "enabled"
+        assert colours["blue"]["health"]["code"] == 200 and colours["blue"]["uptime_s"] > 0
+        assert colours["green"]["release"] is None and colours["green"]["health"] is None
+        assert cell["lock"] is None and cell["warnings"] == []
+        assert [(d["operation"], d["version"], d["outcome"]) for d in cell["deploys"]] == [("deploy", "s1", "success")]
+        assert cell["certificate"]["days_left"] > 21
+        assert cell["backup"]["age_s"] < 3600 and cell["backup"]["size_bytes"] > 0
+        assert 0 < cell["app"][name]["disk"]["free_percent"] <= 100
+
+
+def test_status_warns_when_the_serving_colour_does_not_start_at_boot(hosts, first_deploy):
+    host = hosts[0]
+    name = host.backend.get_hostname()
+    host.run_expect([0], "systemctl disable tsh_erp-blue")
+    try:
+        _run, lines = status()
+    finally:
+        host.run_expect([0], "systemctl enable tsh_erp-blue")
+    assert block(lines, name)[-1] == ("Warnings            The serving colour blue is not enabled at boot (disabled): "
+                                      "systemctl enable tsh_erp-blue, or run deploy/rollback."), block(lines, name)
+    for other in TARGETS[1:]:
+        assert block(lines, other)[-1] == "Warnings            none"
+    _run, shown = status("-e", "status_format=json")
+    assert shown["warnings"] == []
 
 
 # The deploy lock ---------------------------------------------------------------------------------
