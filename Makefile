@@ -47,7 +47,7 @@ apt-cache: host
 lint: setup
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --profile production
-	$(BIN)/shellcheck .ci/run tests/bed/*.sh bench/backup bench/provision bench/*.sh
+	$(BIN)/shellcheck .ci/run tests/bed/*.sh bench/backup bench/provision bench/security bench/*.sh
 
 unit: setup
 	$(BIN)/pytest tests/unit
