@@ -308,8 +308,11 @@ def run_gate(url, contract, timeout, request_timeout=5.0, interval=1.0, headers=
     expected process, or until timeout seconds have passed. Returns a dict: passed, attempts,
     elapsed, status, last_answer, problems, identity_problem.
 
-    identity: a callable returning '' when the port's holder is the expected process, else why.
-    It is asked before and after each answer, so a holder that changes mid-request cannot pass.
+    identity: a callable taking the seconds left and returning '' when the port's holder is the
+    expected process, else why. It is asked before each request and again after an answer that
+    meets the contract, so a holder that changes mid-request cannot pass; an answer that fails the
+    contract is not asked about again, so a slow identity check (systemctl under load) cannot
+    stretch the gate past its deadline by more than one bounded call.
     """
     start = clock()
     deadline = start + float(timeout)
@@ -319,11 +322,11 @@ def run_gate(url, contract, timeout, request_timeout=5.0, interval=1.0, headers=
     who = ""
     while True:
         attempts += 1
-        before = identity() if identity else ""
+        who = identity(max(deadline - clock(), 0.0)) if identity else ""
         last = fetcher(url, headers, deadline, request_timeout)
         problems = contract_problems(last.status, last.body, contract) if not last.error else [last.error]
-        after = identity() if identity else ""
-        who = before or after
+        if identity and not problems and not who:
+            who = identity(max(deadline - clock(), 0.0))
         if not problems and not who:
             return {"passed": True, "attempts": attempts, "elapsed": round(clock() - start, 2),
                     "status": last.status, "last_answer": last.summary(), "problems": [],

@@ -61,12 +61,22 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.tsh_health import describe_contract, identity_problem, run_gate  # noqa: E402
 
 
-def _main_pid(unit):
-    out = subprocess.run(
-        ["systemctl", "show", "--property=MainPID", "--value", unit],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()
-    return int(out) if out.isdigit() else 0
+# systemctl asks PID 1 over D-Bus, which a loaded host can keep waiting for seconds: one call gets
+# the gate's time left, and never less than this, so it cannot stretch the gate by more.
+MIN_SYSTEMCTL_S = 1.0
+
+
+def _main_pid(unit, seconds):
+    """(MainPID of unit, 0 when it is not running; '' or why it could not be read in time)."""
+    budget = max(seconds, MIN_SYSTEMCTL_S)
+    try:
+        out = subprocess.run(
+            ["systemctl", "show", "--property=MainPID", "--value", unit],
+            capture_output=True, text=True, check=False, timeout=budget,
+        ).stdout.strip()
+    except subprocess.TimeoutExpired:
+        return 0, f"systemctl show {unit} did not answer within {budget:.1f} s (PID 1 is busy)"
+    return (int(out) if out.isdigit() else 0), ""
 
 
 def main():
@@ -104,8 +114,9 @@ def main():
     }
     identity = None
     if p["unit"]:
-        def identity():
-            return identity_problem(_main_pid(p["unit"]), p["port"], p["release_dir"], p["not_before"])
+        def identity(seconds):
+            main_pid, slow = _main_pid(p["unit"], seconds)
+            return slow or identity_problem(main_pid, p["port"], p["release_dir"], p["not_before"])
 
     result = run_gate(p["url"], contract, p["timeout"], p["request_timeout"], p["interval"],
                       p["headers"], identity)

@@ -160,8 +160,8 @@ def test_gate_waits_for_a_slow_start(server):
 def test_identity_problem_keeps_a_healthy_answer_from_passing(server):
     calls = []
 
-    def identity():
-        calls.append(1)
+    def identity(seconds):
+        calls.append(seconds)
         return "port 8002 is held by pid 42 (python3 -m http.server)"
 
     result = gate.run_gate(_url(server), {"expect": {"status": "healthy"}}, timeout=1.5, interval=0.2,
@@ -170,6 +170,49 @@ def test_identity_problem_keeps_a_healthy_answer_from_passing(server):
     assert result["problems"] == []
     assert "pid 42" in result["identity_problem"]
     assert len(calls) >= 2
+
+
+def test_identity_is_asked_before_and_after_an_answer_that_passes(server):
+    """A holder that changes mid-request cannot pass: the answer counts only if the port's holder
+    was the expected process both before it was asked and after it answered."""
+    calls = []
+
+    def identity(seconds):
+        calls.append(seconds)
+        return "" if len(calls) != 2 else "pid 42 took the port"
+
+    result = gate.run_gate(_url(server), {"expect": {"status": "healthy"}}, timeout=5, interval=0.1,
+                           identity=identity)
+    assert result["passed"], result
+    assert result["attempts"] == 2 and len(calls) == 4
+    assert all(0 < s <= 5 for s in calls)
+
+
+def test_a_failing_answer_is_not_followed_by_an_identity_check(server):
+    server.mode = "unhealthy"
+    calls = []
+    result = gate.run_gate(_url(server), {"expect": {"status": "healthy"}}, timeout=1, interval=0.2,
+                           identity=lambda seconds: calls.append(seconds) or "")
+    assert not result["passed"] and result["identity_problem"] == ""
+    assert len(calls) == result["attempts"]
+
+
+def test_a_busy_pid_1_cannot_stretch_the_gate(server):
+    """Each identity check may take all the time it is given, as a systemctl that PID 1 keeps
+    waiting does until its timeout (at least 1 s, tsh_health_gate.MIN_SYSTEMCTL_S): the gate still
+    ends within its timeout plus that one second. CI saw 30 s gates run past 35 s before."""
+    server.mode = "unhealthy"
+
+    def identity(seconds):
+        time.sleep(max(seconds, 1.0) if seconds < 1.0 else 0.7)
+        return ""
+
+    start = time.monotonic()
+    result = gate.run_gate(_url(server), {"expect": {"status": "healthy"}}, timeout=3, interval=0.2,
+                           identity=identity)
+    took = time.monotonic() - start
+    assert not result["passed"]
+    assert took < 3 + 1 + 0.5, took
 
 
 def test_fake_clock_bounds_attempts():
