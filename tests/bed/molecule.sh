@@ -68,9 +68,12 @@ for result in "${results[@]}"; do
   [[ $result == FAIL* ]] || continue
   scenario=${result#FAIL }; scenario=${scenario%% *}
   echo "---- $scenario: first failures (whole log: $logdir/$scenario.log) ----"
-  sed 's/\x1b\[[0-9;]*m//g' "$logdir/$scenario.log" \
-    | grep -E -m 12 'fatal: |FAILED!|^E  |^FAILED |AssertionError|failed=[1-9]|CRITICAL|Idempotence test failed' \
-    | cut -c1-400
+  # molecule prefixes the output of ansible and pytest with "  │ ": strip it so pytest's "E " lines
+  # (the assertion and its message) are found; molecule's own "glob failed" notice is noise.
+  sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^ *│ \{0,1\}//' "$logdir/$scenario.log" \
+    | grep -v "glob failed" \
+    | grep -E -m 16 'fatal: |FAILED!|^E  |^FAILED |^ERROR |failed=[1-9]|CRITICAL|Idempotence test failed' \
+    | cut -c1-600
 done
 if (( passed != $# )); then
   echo "molecule: $# scenarios asked for, $passed passed" >&2
