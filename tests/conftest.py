@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import shlex
 import subprocess
 import time
@@ -27,6 +28,24 @@ def molecule_targets() -> list[str]:
     with open(os.environ["MOLECULE_INVENTORY_FILE"], encoding="utf-8") as f:
         inventory = yaml.safe_load(f)
     return list((inventory.get("targets") or {}).get("hosts") or {})
+
+
+def target_hosts() -> list:
+    """testinfra hosts for the scenario's targets, in inventory order. Verifiers that change state
+    use these in every check instead of testinfra's parametrized `host` fixture, with which pytest
+    runs all checks of the first host before any of the second: each step then runs once, on both
+    targets at the same time, and every check sees both after the same step."""
+    import testinfra
+
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    return [testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in molecule_targets()]
+
+
+def recap(run, host: str) -> dict:
+    """The PLAY RECAP counters of one host in a finished ansible-playbook run, as a dict."""
+    found = re.search(rf"^{re.escape(host)}\s*:(.*)$", run.stdout.split("PLAY RECAP", 1)[-1], re.MULTILINE)
+    assert found, f"no PLAY RECAP line for {host}: {run.stdout[-2000:]}"
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", found.group(1))}
 
 
 def outside_host(name: str):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
-import os
 import pathlib
 import re
 import subprocess
@@ -23,7 +22,8 @@ import time
 
 import pytest
 
-from conftest import REPO, build_release, molecule_targets, output, playbook_command, run_playbook, status_output
+from conftest import (REPO, build_release, molecule_targets, output, playbook_command, run_playbook, status_output,
+                      target_hosts)
 
 # Every check looks at all targets itself (fixture `hosts`), in file order. With testinfra's
 # module-scoped, parametrized `host` fixture pytest would run all checks of the first host before
@@ -39,10 +39,7 @@ FIRST = TARGETS[0]
 
 @pytest.fixture(scope="module")
 def hosts():
-    import testinfra
-
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    return [testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in TARGETS]
+    return target_hosts()
 
 
 @pytest.fixture(scope="module")

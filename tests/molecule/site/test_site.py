@@ -21,7 +21,7 @@ import time
 import pytest
 
 from conftest import (REPO, build_release, container_ip, molecule_targets, outside_host, output, playbook_command,
-                      run_playbook, status_output, tcp_open)
+                      recap, run_playbook, status_output, target_hosts, tcp_open)
 
 testinfra_hosts = []
 
@@ -35,10 +35,7 @@ ROOT = "/var/tmp/pebble-root.pem"
 
 @pytest.fixture(scope="module")
 def hosts():
-    import testinfra
-
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    return [testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in TARGETS]
+    return target_hosts()
 
 
 def https(host, name, path="/", *args):
@@ -46,12 +43,6 @@ def https(host, name, path="/", *args):
     ip = container_ip(host.backend.get_hostname())
     return host.run(f"curl -sS --max-time 10 --cacert {ROOT} --resolve {name}:443:{ip} {' '.join(args)} "
                     f"https://{name}{path}")
-
-
-def recap(run, host):
-    """The PLAY RECAP counters of one host, as a dict."""
-    line = re.search(rf"^{re.escape(host)}\s*:(.*)$", run.stdout.split("PLAY RECAP", 1)[1], re.MULTILINE).group(1)
-    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line)}
 
 
 # Before any deploy -----------------------------------------------------------------------------
