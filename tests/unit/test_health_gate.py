@@ -197,6 +197,9 @@ def test_a_failing_answer_is_not_followed_by_an_identity_check(server):
     assert len(calls) == result["attempts"]
 
 
+MIN_SYSTEMCTL_S = 1.0  # plugins/modules/tsh_health_gate.py: the least time one systemctl call gets
+
+
 def test_a_busy_pid_1_cannot_stretch_the_gate(server):
     """Each identity check may take all the time it is given, as a systemctl that PID 1 keeps
     waiting does until its timeout (at least 1 s, tsh_health_gate.MIN_SYSTEMCTL_S): the gate still
@@ -204,7 +207,7 @@ def test_a_busy_pid_1_cannot_stretch_the_gate(server):
     server.mode = "unhealthy"
 
     def identity(seconds):
-        time.sleep(max(seconds, 1.0) if seconds < 1.0 else 0.7)
+        time.sleep(MIN_SYSTEMCTL_S if seconds < MIN_SYSTEMCTL_S else 0.7)
         return ""
 
     start = time.monotonic()
