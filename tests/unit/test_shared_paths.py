@@ -1,4 +1,4 @@
-"""Unit tests for plugins/modules/tsh_shared_paths.py (shared upload directories of releases)."""
+"""Unit tests for the shared paths of plugins/module_utils/tsh_release.py (upload directories that outlive releases)."""
 
 import importlib.util
 import os
@@ -6,8 +6,8 @@ import pathlib
 
 import pytest
 
-_PATH = pathlib.Path(__file__).resolve().parents[2] / "plugins/modules/tsh_shared_paths.py"
-_SPEC = importlib.util.spec_from_file_location("tsh_shared_paths", _PATH)
+_PATH = pathlib.Path(__file__).resolve().parents[2] / "plugins/module_utils/tsh_release.py"
+_SPEC = importlib.util.spec_from_file_location("tsh_release", _PATH)
 mod = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(mod)
 

@@ -1,0 +1,182 @@
+"""Unit tests for plugins/module_utils/tsh_release.py: installing a release into a colour, against
+real files and real tarballs (the venv and pip commands are recorded by a fake `run`)."""
+
+import importlib.util
+import io
+import json
+import os
+import pathlib
+import tarfile
+
+import pytest
+
+_PATH = pathlib.Path(__file__).resolve().parents[2] / "plugins/module_utils/tsh_release.py"
+_SPEC = importlib.util.spec_from_file_location("tsh_release", _PATH)
+tr = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(tr)
+
+MANIFEST = {"version": "v1", "built_at": "2026-12-04T03:00:00Z", "files": {"app/main.py": "ab12"}}
+
+
+def artifact(path, manifest=MANIFEST, extra=()):
+    """A release artifact as build.yml writes it: RELEASE.json, the app, a wheelhouse, requirements."""
+    with tarfile.open(path, "w:gz") as tar:
+        def add(name, data=b"", kind=tarfile.REGTYPE, linkname=""):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.size, info.mode = kind, linkname, len(data), 0o644
+            info.uid = info.gid = 1234
+            tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+        add("RELEASE.json", json.dumps(manifest).encode())
+        add("app/main.py", b"print('v1')\n")
+        add("app/images/placeholder.txt", b"shipped\n")
+        add("wheels/dep-1.0-py3-none-any.whl", b"wheel")
+        add("requirements.txt", b"dep==1.0\n")
+        for item in extra:
+            add(*item)
+    return str(path)
+
+
+class Run:
+    """A fake run(argv): records the commands; venv creates the directory with bin/pip."""
+
+    def __init__(self, fail=None):
+        self.calls, self.fail = [], fail
+
+    def __call__(self, argv):
+        self.calls.append(argv)
+        word = "venv" if argv[1:3] == ["-m", "venv"] else os.path.basename(argv[0])
+        if word == self.fail:
+            return 1, "", f"{word} failed\nERROR: No matching distribution found for dep==1.0"
+        if word == "venv":
+            os.makedirs(os.path.join(argv[3], "bin"))
+        return 0, "", ""
+
+
+@pytest.fixture()
+def base(tmp_path):
+    for sub in ("releases", "venvs", "shared"):
+        (tmp_path / sub).mkdir()
+    return tmp_path
+
+
+def incoming(base, manifest=MANIFEST, extra=()):
+    return artifact(base / "releases/.incoming-v1.tar.gz", manifest, extra)
+
+
+def test_install_unpacks_builds_the_venv_and_points_the_colour(base):
+    run = Run()
+    result = tr.install(run, str(base), "v1", MANIFEST, incoming(base), colour="green", unit="tsh_erp-green",
+                        shared_paths=["app/images"])
+    assert result["changed"] and result["unpacked"] and result["linked"] == ["app/images"]
+    assert run.calls[0] == ["systemctl", "stop", "tsh_erp-green"]
+    venv = str(base / "venvs/green-v1")
+    assert run.calls[1] == ["/usr/bin/python3", "-m", "venv", venv]
+    assert run.calls[2][:2] == [venv + "/bin/pip", "install"] and "--no-index" in run.calls[2]
+    assert run.calls[2][-1] == str(base / "releases/v1/requirements.txt")
+    assert os.readlink(base / "current-green") == "releases/v1"
+    assert os.readlink(base / "venvs/green") == "green-v1"
+    assert (base / "releases/v1/app/main.py").read_text() == "print('v1')\n"
+    assert os.readlink(base / "releases/v1/app/images") == str(base / "shared/app/images")
+    assert not (base / "releases/.incoming-v1.tar.gz").exists()
+    assert not (base / "releases/.unpack-v1").exists()
+    assert set(result["seconds"]) == {"stop", "unpack", "shared_paths", "venv"}
+
+
+def test_owner_from_the_archive_is_not_kept_when_run_as_root(base):
+    tr.install(Run(), str(base), "v1", MANIFEST, incoming(base))
+    owner = (base / "releases/v1/app/main.py").stat().st_uid
+    assert owner == (0 if os.geteuid() == 0 else os.geteuid())
+
+
+def test_a_release_already_there_is_reused_and_the_venv_rebuilt(base):
+    tr.install(Run(), str(base), "v1", MANIFEST, incoming(base), colour="blue")
+    (base / "releases/v1/app/marker").write_text("kept")
+    run = Run()
+    result = tr.install(run, str(base), "v1", MANIFEST, str(base / "releases/.incoming-v1.tar.gz"), colour="blue")
+    assert not result["unpacked"] and result["changed"]
+    assert (base / "releases/v1/app/marker").read_text() == "kept"
+    assert [call[1:3] for call in run.calls][0] == ["-m", "venv"]
+
+
+def test_a_different_build_under_the_same_id_is_refused(base):
+    tr.install(Run(), str(base), "v1", MANIFEST, incoming(base))
+    other = dict(MANIFEST, built_at="2026-12-05T00:00:00Z")
+    with pytest.raises(tr.InstallError, match="holds a different build than the artifact .RELEASE.json differs.. "
+                                              "Build with a new version id"):
+        tr.install(Run(), str(base), "v1", other, incoming(base, other), colour="green")
+    assert not (base / "current-green").exists()
+
+
+def test_an_upload_that_is_not_the_checked_release_installs_nothing(base):
+    other = dict(MANIFEST, version="v9")
+    with pytest.raises(tr.InstallError, match="does not hold the release the controller read"):
+        tr.install(Run(), str(base), "v1", MANIFEST, incoming(base, other), colour="green")
+    assert sorted(os.listdir(base / "releases")) == [".incoming-v1.tar.gz"]
+
+
+def test_a_half_unpacked_release_from_a_killed_run_is_replaced(base):
+    (base / "releases/.unpack-v1/app").mkdir(parents=True)
+    (base / "releases/v1").mkdir()  # no RELEASE.json: never completed
+    (base / "releases/v1/stale").write_text("")
+    tr.install(Run(), str(base), "v1", MANIFEST, incoming(base))
+    assert sorted(os.listdir(base / "releases/v1")) == ["RELEASE.json", "app", "requirements.txt", "wheels"]
+
+
+@pytest.mark.parametrize("member", [
+    ("../escape.txt", b"x"),
+    ("/etc/passwd-tsh", b"x"),
+    ("app/link", b"", tarfile.SYMTYPE, "../../../etc/shadow"),
+    ("dev/null", b"", tarfile.CHRTYPE),
+])
+def test_members_outside_the_release_or_devices_are_refused(base, member):
+    with pytest.raises(tr.InstallError, match="refused"):
+        tr.install(Run(), str(base), "v1", MANIFEST, incoming(base, extra=[member]), colour="green")
+    assert not (base / "releases/v1").exists() and not (base / "current-green").exists()
+
+
+def test_a_failing_pip_leaves_the_colour_on_its_old_release(base):
+    tr.install(Run(), str(base), "v1", MANIFEST, incoming(base), colour="green")
+    v2 = dict(MANIFEST, version="v2")
+    art = artifact(base / "releases/.incoming-v2.tar.gz", v2)
+    with pytest.raises(tr.InstallError, match="(?s)the colour keeps its old release. pip said: .*No matching distribution"):
+        tr.install(Run(fail="pip"), str(base), "v2", v2, art, colour="green")
+    assert os.readlink(base / "current-green") == "releases/v1"
+    assert os.readlink(base / "venvs/green") == "green-v1"
+
+
+def test_a_failing_venv_names_the_interpreter(base):
+    with pytest.raises(tr.InstallError, match=r"/usr/bin/python3.10 -m venv .* failed \(rc 1\)"):
+        tr.install(Run(fail="venv"), str(base), "v1", MANIFEST, incoming(base), colour="blue",
+                   python="/usr/bin/python3.10")
+    assert not (base / "venvs/blue-v1").exists()
+
+
+def test_a_unit_that_cannot_stop_is_reported_before_anything_changes(base):
+    with pytest.raises(tr.InstallError, match="cannot stop tsh_erp-blue"):
+        tr.install(Run(fail="systemctl"), str(base), "v1", MANIFEST, incoming(base), colour="blue", unit="tsh_erp-blue")
+    assert not (base / "releases/v1").exists()
+
+
+def test_unpack_only_without_a_colour(base):
+    run = Run()
+    result = tr.install(run, str(base), "v1", MANIFEST, incoming(base))
+    assert result["unpacked"] and run.calls == []
+    assert list((base / "venvs").iterdir()) == [] and not (base / "current-blue").exists()
+
+
+def test_check_mode_changes_nothing(base):
+    art = incoming(base)
+    result = tr.install(Run(), str(base), "v1", MANIFEST, art, colour="green", unit="tsh_erp-green", check=True)
+    assert result["changed"]
+    assert sorted(os.listdir(base / "releases")) == [".incoming-v1.tar.gz"]
+
+
+def test_shared_paths_outside_the_release_are_refused(base):
+    with pytest.raises(tr.InstallError, match="not a path inside the release"):
+        tr.install(Run(), str(base), "v1", MANIFEST, incoming(base), colour="green", shared_paths=["../x"])
+
+
+def test_swap_link_is_a_no_op_when_the_link_is_right(base):
+    assert tr.swap_link(str(base / "current-blue"), "releases/v1")
+    assert not tr.swap_link(str(base / "current-blue"), "releases/v1")
+    assert not (base / ".current-blue.new").exists()
