@@ -279,3 +279,41 @@ def install(run, base_dir, version, manifest, artifact, colour=None, unit=None, 
     swap_link(os.path.join(base_dir, f"current-{colour}"), f"releases/{version}")
     swap_link(os.path.join(base_dir, "venvs", colour), f"{colour}-{version}")
     return result
+
+
+# Pruning ----------------------------------------------------------------------------------------
+
+def _link_name(path):
+    """The last part of the target of a symlink at path, or '' when it is no link."""
+    return os.path.basename(os.readlink(path).rstrip("/")) if os.path.islink(path) else ""
+
+
+def prune(base_dir, keep, colours=("blue", "green"), check=False):
+    """Keep the newest `keep` releases and never one a colour uses (current-<colour>); remove the
+    venvs no colour uses (venvs/<colour>, or <colour>-<release of current-<colour>>). Each removal
+    is a rename to .prune-<name> first, so a kill leaves no half-removed directory under a release's
+    name; what an earlier kill left is removed too. Returns (releases removed, venvs removed)."""
+    releases_dir, venvs_dir = os.path.join(base_dir, "releases"), os.path.join(base_dir, "venvs")
+    in_use = {_link_name(os.path.join(base_dir, f"current-{colour}")) for colour in colours} - {""}
+    venvs_in_use = {_link_name(os.path.join(venvs_dir, colour)) for colour in colours}
+    venvs_in_use |= {f"{colour}-{_link_name(os.path.join(base_dir, f'current-{colour}'))}" for colour in colours}
+
+    def entries(folder):
+        if not os.path.isdir(folder):
+            return []
+        return [entry for entry in os.scandir(folder)
+                if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False)]
+
+    releases = sorted(entries(releases_dir), key=lambda entry: entry.stat(follow_symlinks=False).st_mtime, reverse=True)
+    newest = {entry.name for entry in releases[:max(int(keep), 0)]}
+    old_releases = [entry.name for entry in releases if entry.name not in newest | in_use]
+    old_venvs = sorted(entry.name for entry in entries(venvs_dir) if entry.name not in venvs_in_use)
+    if not check:
+        for folder, names in ((releases_dir, old_releases), (venvs_dir, old_venvs)):
+            for name in names:
+                os.rename(os.path.join(folder, name), os.path.join(folder, f".prune-{name}"))
+            if os.path.isdir(folder):
+                for leftover in os.listdir(folder):
+                    if leftover.startswith(".prune-"):
+                        _remove(os.path.join(folder, leftover))
+    return sorted(old_releases), old_venvs

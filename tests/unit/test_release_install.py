@@ -180,3 +180,37 @@ def test_swap_link_is_a_no_op_when_the_link_is_right(base):
     assert tr.swap_link(str(base / "current-blue"), "releases/v1")
     assert not tr.swap_link(str(base / "current-blue"), "releases/v1")
     assert not (base / ".current-blue.new").exists()
+
+
+def _releases(base, names):
+    for age, name in enumerate(reversed(names)):
+        (base / "releases" / name).mkdir()
+        os.utime(base / "releases" / name, (1_000_000 + age, 1_000_000 + age))
+
+
+def test_prune_keeps_the_newest_and_the_ones_in_use(base):
+    _releases(base, ["r7", "r6", "r5", "r4", "r3", "r2", "r1"])  # r7 newest
+    os.symlink("releases/r1", base / "current-blue")
+    os.symlink("releases/r7", base / "current-green")
+    for name in ("blue-r1", "green-r7", "green-r6", "blue-r3"):
+        (base / "venvs" / name).mkdir()
+    os.symlink("blue-r1", base / "venvs/blue")
+    os.symlink("green-r7", base / "venvs/green")
+    assert tr.prune(str(base), 3) == (["r2", "r3", "r4"], ["blue-r3", "green-r6"])
+    assert sorted(os.listdir(base / "releases")) == ["r1", "r5", "r6", "r7"]
+    assert sorted(os.listdir(base / "venvs")) == ["blue", "blue-r1", "green", "green-r7"]
+    assert tr.prune(str(base), 3) == ([], [])
+
+
+def test_prune_in_check_mode_removes_nothing(base):
+    _releases(base, ["r3", "r2", "r1"])
+    assert tr.prune(str(base), 1, check=True) == (["r1", "r2"], [])
+    assert sorted(os.listdir(base / "releases")) == ["r1", "r2", "r3"]
+
+
+def test_prune_finishes_what_a_killed_prune_left(base):
+    _releases(base, ["r1"])
+    (base / "releases/.prune-r0/app").mkdir(parents=True)
+    (base / "releases/.unpack-r2").mkdir()
+    assert tr.prune(str(base), 5) == ([], [])
+    assert sorted(os.listdir(base / "releases")) == [".unpack-r2", "r1"]
