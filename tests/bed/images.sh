@@ -34,9 +34,6 @@ STACK_PACKAGES_TRIXIE=(acme.sh pebble)
 # shellcheck source=tests/bed/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-cleanup=()
-trap 'rm -rf "${cleanup[@]}"' EXIT
-
 build() {
   local suite=$1 image=$2 rootfs
   if docker image inspect "$image" >/dev/null 2>&1; then
@@ -114,16 +111,33 @@ build_stack() {
   echo "images.sh: built $image in $((SECONDS - start)) s"
 }
 
+# One release's bare image, then its stack image; in a subshell of its own, with its own cleanup.
+images_of() {
+  cleanup=()
+  trap 'rm -rf "${cleanup[@]}"' EXIT
+  case $1 in
+    debian12) build bookworm "$TSH_IMAGE_DEBIAN12"
+              (( bare_only )) || build_stack bookworm "$TSH_IMAGE_DEBIAN12" "$TSH_STACK_IMAGE_DEBIAN12" ;;
+    debian13) build trixie "$TSH_IMAGE_DEBIAN13"
+              (( bare_only )) || build_stack trixie "$TSH_IMAGE_DEBIAN13" "$TSH_STACK_IMAGE_DEBIAN13" ;;
+  esac
+}
+
 bare_only=0
 if [[ ${1:-} == --bare ]]; then bare_only=1; shift; fi
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=(debian12 debian13)
 for t in "${targets[@]}"; do
-  case $t in
-    debian12) build bookworm "$TSH_IMAGE_DEBIAN12"
-              (( bare_only )) || build_stack bookworm "$TSH_IMAGE_DEBIAN12" "$TSH_STACK_IMAGE_DEBIAN12" ;;
-    debian13) build trixie "$TSH_IMAGE_DEBIAN13"
-              (( bare_only )) || build_stack trixie "$TSH_IMAGE_DEBIAN13" "$TSH_STACK_IMAGE_DEBIAN13" ;;
-    *) echo "images.sh: unknown image '$t' (debian12, debian13)" >&2; exit 2 ;;
-  esac
+  [[ $t == debian12 || $t == debian13 ]] || { echo "images.sh: unknown image '$t' (debian12, debian13)" >&2; exit 2; }
 done
+# The releases build side by side (downloads and unpacking overlap); any failure fails the script.
+pids=()
+for t in "${targets[@]}"; do
+  images_of "$t" &
+  pids+=($!)
+done
+rc=0
+for pid in "${pids[@]}"; do
+  wait "$pid" || rc=1
+done
+exit $rc
