@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pathlib
@@ -88,17 +89,15 @@ def playbook_command(playbook: str | pathlib.Path, *args: str, limit: str | None
     return cmd, env
 
 
-_RUN_COUNT = [0]
+_RUNS = itertools.count(1)
 
 
-def keep_log(cmd, stdout: str, stderr: str, seconds: float) -> None:
+def keep_log(playbook: str | pathlib.Path, cmd, stdout: str, stderr: str, seconds: float) -> None:
     """Keep a verifier's ansible-playbook run whole (its assertions quote only the end) in
-    .molecule-logs/runs/<scenario>/NNN-<playbook>.log, with the command, exit time and profile."""
-    _RUN_COUNT[0] += 1
+    .molecule-logs/runs/<scenario>/NNN-<playbook>.log, with the command, wall time and profile."""
     folder = REPO / ".molecule-logs/runs" / (os.environ.get("MOLECULE_SCENARIO_NAME") or "none")
     folder.mkdir(parents=True, exist_ok=True)
-    playbook = next((pathlib.Path(arg).stem for arg in cmd if arg.endswith(".yml") and "inventory" not in arg), "run")
-    name = folder / f"{_RUN_COUNT[0]:03d}-{playbook}.log"
+    name = folder / f"{next(_RUNS):03d}-{pathlib.Path(playbook).stem}.log"
     name.write_text(f"$ {shlex.join(cmd)}\n# {seconds:.1f} s\n{stdout}\n---- stderr ----\n{stderr}", encoding="utf-8")
 
 
@@ -108,7 +107,7 @@ def run_playbook(playbook: str | pathlib.Path, *args: str, limit: str | None = N
     cmd, env = playbook_command(playbook, *args, limit=limit)
     started = time.monotonic()
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
-    keep_log(cmd, run.stdout, run.stderr, time.monotonic() - started)
+    keep_log(playbook, cmd, run.stdout, run.stderr, time.monotonic() - started)
     return run
 
 

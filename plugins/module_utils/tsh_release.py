@@ -294,9 +294,10 @@ def prune(base_dir, keep, colours=("blue", "green"), check=False):
     is a rename to .prune-<name> first, so a kill leaves no half-removed directory under a release's
     name; what an earlier kill left is removed too. Returns (releases removed, venvs removed)."""
     releases_dir, venvs_dir = os.path.join(base_dir, "releases"), os.path.join(base_dir, "venvs")
-    in_use = {_link_name(os.path.join(base_dir, f"current-{colour}")) for colour in colours} - {""}
+    current = {colour: _link_name(os.path.join(base_dir, f"current-{colour}")) for colour in colours}
+    in_use = set(current.values()) - {""}
     venvs_in_use = {_link_name(os.path.join(venvs_dir, colour)) for colour in colours}
-    venvs_in_use |= {f"{colour}-{_link_name(os.path.join(base_dir, f'current-{colour}'))}" for colour in colours}
+    venvs_in_use |= {f"{colour}-{release}" for colour, release in current.items()}
 
     def entries(folder):
         if not os.path.isdir(folder):
