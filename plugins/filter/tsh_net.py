@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import shlex
 
 from ansible.errors import AnsibleFilterError
 
@@ -51,56 +50,6 @@ def tsh_address_in_networks(address, networks):
     return any(addr in _network(net) for net in networks or [])
 
 
-def tsh_ufw_source(value):
-    """One canonical spelling of an address or network, the one ufw stores for it.
-
-    203.0.113.10/32 -> 203.0.113.10, 192.0.2.77/24 -> 192.0.2.0/24 (host bits cleared),
-    2001:DB8:0::1/128 -> 2001:db8::1. 'any' stays 'any'.
-    """
-    text = str(value).strip()
-    if text == "any":
-        return text
-    net = _network(text)
-    if net.prefixlen == net.max_prefixlen:
-        return str(net.network_address)
-    return str(net)
-
-
-def _rule_key(line):
-    """A rule line of `ufw show added` as a comparable tuple: addresses after `from`/`to`
-    are read as networks, so two spellings of one network compare equal."""
-    try:
-        words = shlex.split(line)
-    except ValueError:
-        return (line.strip(),)
-    key = []
-    after_address_word = False
-    for word in words:
-        if after_address_word and word != "any":
-            try:
-                word = ipaddress.ip_network(word, strict=False)
-            except ValueError:
-                pass
-        key.append(word)
-        after_address_word = word in ("from", "to")
-    return tuple(key)
-
-
-def tsh_ufw_stale_rules(added, wanted):
-    """The lines of `ufw show added` (added) that no wanted rule line matches.
-
-    Both sides are compared by meaning, not text: ufw rewrites addresses when it stores them
-    (drops /32 and /128, clears host bits, lower-cases and shortens IPv6), so a listed source
-    written another way must never be taken for a stale rule and deleted.
-    """
-    wanted_keys = {_rule_key(line) for line in wanted or [] if str(line).strip()}
-    return [
-        line
-        for line in added or []
-        if str(line).startswith("ufw ") and _rule_key(line) not in wanted_keys
-    ]
-
-
 class FilterModule:
     """tsh address filters."""
 
@@ -109,6 +58,4 @@ class FilterModule:
             "tsh_invalid_networks": tsh_invalid_networks,
             "tsh_invalid_private_addresses": tsh_invalid_private_addresses,
             "tsh_address_in_networks": tsh_address_in_networks,
-            "tsh_ufw_source": tsh_ufw_source,
-            "tsh_ufw_stale_rules": tsh_ufw_stale_rules,
         }

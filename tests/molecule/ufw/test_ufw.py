@@ -81,6 +81,27 @@ def test_rerun_with_other_spellings_changes_nothing(host, allowed, target_ip):
     assert tcp_open(allowed, target_ip, 22)
 
 
+def test_check_diff_reports_a_stale_rule_and_changes_nothing(host):
+    """`--check --diff` on the converged host: no change; with a stray rule, the diff names it and
+    the rule is still there afterwards."""
+    allowed_ip = container_ip(f"{scenario_name()}-outside-allowed")
+    sources = f'{{"ufw_ssh_allowed_sources": ["{allowed_ip}/32", "192.0.2.77/24", "2001:DB8:0:0::1"]}}'
+    name = host.backend.get_hostname()
+    run = run_playbook(APPLY, "--check", "--diff", "-e", sources, limit=name)
+    assert run.returncode == 0, output(run)[-3000:]
+    assert "changed=0" in output(run)
+    host.run_expect([0], "ufw allow 9999/tcp")
+    try:
+        before = _rules(host)
+        run = run_playbook(APPLY, "--check", "--diff", "-e", sources, limit=name)
+        assert run.returncode == 0, output(run)[-3000:]
+        assert "changed=1" in output(run)
+        assert "-ufw allow 9999/tcp" in output(run)
+        assert _rules(host) == before
+    finally:
+        host.run_expect([0], "ufw delete allow 9999/tcp")
+
+
 def test_refuses_an_ssh_port_that_differs_from_sshd(host):
     before = _rules(host)
     run = run_playbook(APPLY, "-e", '{"base_sshd_port": 2222}', limit=host.backend.get_hostname())
