@@ -213,6 +213,33 @@ def swap_link(link, target):
     return True
 
 
+def link_static(release_dir, sites, check=False):
+    """Point each static site's path at the frontend release_dir ships for it (static/<name>).
+
+    sites maps a name to the path nginx serves. Sites the release does not ship are left alone.
+    Each path becomes a symlink swapped by one rename; a plain directory left by provisioning is
+    moved aside to <path>.provisioned the first time. Returns the names whose link changed.
+    """
+    changed = []
+    for name, path in sorted(sites.items()):
+        target = os.path.join(release_dir, "static", name)
+        if not os.path.isdir(target):
+            continue
+        if os.path.islink(path) and os.readlink(path) == target:
+            continue
+        changed.append(name)
+        if check:
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            aside = f"{path}.provisioned"
+            if os.path.lexists(aside):
+                raise InstallError(f"{path} is a directory and {aside} exists already: move one of them "
+                                   f"away by hand so the release's frontend can be linked at {path}")
+            os.rename(path, aside)
+        swap_link(path, target)
+    return changed
+
+
 def _tail(text, lines=20):
     return "\n".join((text or "").strip().splitlines()[-lines:])
 

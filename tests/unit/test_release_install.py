@@ -182,6 +182,34 @@ def test_swap_link_is_a_no_op_when_the_link_is_right(base):
     assert not (base / ".current-blue.new").exists()
 
 
+def test_static_sites_link_to_the_release_and_keep_a_provisioned_directory(base):
+    release = base / "releases/v2"
+    (release / "static/admin").mkdir(parents=True)
+    www = base / "www"
+    (www / "admin").mkdir(parents=True)
+    (www / "admin/index.html").write_text("provisioned\n")
+    sites = {"admin": str(www / "admin"), "consumer": str(www / "consumer")}
+    assert tr.link_static(str(release), sites, check=True) == ["admin"]
+    assert not os.path.islink(www / "admin")
+    assert tr.link_static(str(release), sites) == ["admin"]
+    assert os.readlink(www / "admin") == str(release / "static/admin")
+    assert (www / "admin.provisioned/index.html").read_text() == "provisioned\n"
+    assert not (www / "consumer").exists()  # the release ships no consumer frontend
+    assert tr.link_static(str(release), sites) == []
+    (base / "releases/v3/static/admin").mkdir(parents=True)
+    assert tr.link_static(str(base / "releases/v3"), sites) == ["admin"]
+    assert os.readlink(www / "admin") == str(base / "releases/v3/static/admin")
+
+
+def test_static_site_refuses_to_overwrite_a_kept_directory(base):
+    (base / "releases/v2/static/admin").mkdir(parents=True)
+    (base / "www/admin").mkdir(parents=True)
+    (base / "www/admin.provisioned").mkdir()
+    with pytest.raises(tr.InstallError, match="admin.provisioned exists already"):
+        tr.link_static(str(base / "releases/v2"), {"admin": str(base / "www/admin")})
+    assert (base / "www/admin").is_dir()
+
+
 def _releases(base, names):
     for age, name in enumerate(reversed(names)):
         (base / "releases" / name).mkdir()
