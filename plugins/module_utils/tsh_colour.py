@@ -47,15 +47,19 @@ def retire(run, old_unit, new_unit, check=False):
         if rc != 0:
             raise RetireError(f"`systemctl {' '.join(args)}` failed (rc {rc}): {(err or out).strip()}")
 
-    def holds(query, unit):
-        return run(["systemctl", query, "--quiet", unit])[0] == 0
+    def enabled(unit):
+        return run(["systemctl", "is-enabled", "--quiet", unit])[0] == 0
+
+    def running(unit):
+        # Anything but stopped counts (activating, a restart loop, deactivating): it must stop.
+        return run(["systemctl", "is-active", unit])[1].strip() not in ("inactive", "failed")
 
     changes = []
-    if old_unit and old_unit != new_unit and (holds("is-active", old_unit) or holds("is-enabled", old_unit)):
+    if old_unit and old_unit != new_unit and (running(old_unit) or enabled(old_unit)):
         changes.append(f"stopped and disabled {old_unit}")
         if not check:
             systemctl("disable", "--now", "--quiet", old_unit)
-    if new_unit and not holds("is-enabled", new_unit):
+    if new_unit and not enabled(new_unit):
         changes.append(f"enabled {new_unit} at boot")
         if not check:
             systemctl("enable", "--quiet", new_unit)

@@ -63,7 +63,7 @@ def main():
     fits, needed = memory_verdict(serving, available, p["margin_mb"])
     result = {"serving_mb": serving // 1024, "available_mb": available // 1024,
               "needed_mb": needed // 1024, "processes": len(pids)}
-    if not fits:
+    if p["check_memory"] and not fits:
         module.fail_json(
             msg=(f"Not enough memory to start {p['unit']} beside {p['serving_unit']}: it uses "
                  f"{serving // 1024} MB ({len(pids)} processes), so a second copy needs {needed // 1024} MB "

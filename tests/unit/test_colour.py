@@ -77,9 +77,11 @@ class Systemd:
         if self.fail and self.fail in argv:
             return 1, "", f"Failed to {argv[1]} unit {unit}: Access denied"
         if argv[1] == "is-active":
-            return (0 if self.units[unit]["active"] else 3), "", ""
+            state = self.units.get(unit, {}).get("active", "inactive")
+            state = {True: "active", False: "inactive"}.get(state, state)
+            return (0 if state == "active" else 3), state + "\n", ""
         if argv[1] == "is-enabled":
-            return (0 if self.units[unit]["enabled"] else 1), "", ""
+            return (0 if self.units.get(unit, {}).get("enabled") else 1), "", ""
         if argv[1:3] == ["disable", "--now"]:
             self.units[unit] = {"active": False, "enabled": False}
         elif argv[1] == "enable":
@@ -109,6 +111,11 @@ def test_retire_never_stops_the_new_colour_and_skips_a_missing_old_one():
     assert tc.retire(systemd, "tsh_erp-green", "tsh_erp-green") == ["enabled tsh_erp-green at boot"]
     assert tc.retire(systemd, "", "tsh_erp-green") == []
     assert systemd.units["tsh_erp-green"]["active"]
+
+
+def test_a_colour_stuck_activating_is_stopped_too():
+    systemd = Systemd(blue={"active": "activating", "enabled": False}, green={"active": True, "enabled": True})
+    assert tc.retire(systemd, "tsh_erp-blue", "tsh_erp-green") == ["stopped and disabled tsh_erp-blue"]
 
 
 def test_retire_in_check_mode_only_asks():
