@@ -1,0 +1,145 @@
+"""Unit tests for tsh_config_files: the module's set of changes tested as a whole and put back when
+the test fails (plugins/module_utils/tsh_config_files.py, against real files), and the action
+plugin's one-file-per-element expansion (plugins/action/tsh_config_files.py)."""
+
+import importlib.util
+import os
+import pathlib
+
+import pytest
+from ansible.errors import AnsibleActionFail
+
+_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, _ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cf = _load("tsh_config_files", "plugins/module_utils/tsh_config_files.py")
+action = _load("tsh_config_files_action", "plugins/action/tsh_config_files.py")
+ME = (os.getuid(), os.getgid())
+
+
+class Validator:
+    """A validate command: passes unless told to fail; records what the files held when it ran."""
+
+    def __init__(self, rc=0, err=""):
+        self.rc, self.err, self.seen = rc, err, []
+
+    def __call__(self, argv):
+        self.seen.append(argv)
+        return self.rc, "", self.err
+
+
+@pytest.fixture()
+def etc(tmp_path):
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "nginx.conf").write_text("old main\n")
+    (tmp_path / "sites/000-default.conf").write_text("old default\n")
+    (tmp_path / "sites/stale.conf").write_text("stale\n")
+    (tmp_path / "sites/default").write_text("distribution default\n")
+    return tmp_path
+
+
+def files(etc):
+    return [{"dest": str(etc / "nginx.conf"), "content": "new main\n"},
+            {"dest": str(etc / "sites/000-default.conf"), "content": "old default\n"},
+            {"dest": str(etc / "sites/erp.conf"), "content": "erp\n", "mode": "0640"}]
+
+
+def apply(etc, test, **kwargs):
+    return cf.apply(files(etc), run=test,
+                    directories=[{"path": str(etc / "upstreams"), "uid": ME[0], "gid": ME[1]}],
+                    links=[{"path": str(etc / "upstreams/active.conf"), "src": "blue.conf"}],
+                    prune=[{"path": str(etc / "sites")}], validate=["nginx", "-t"], service="nginx",
+                    uid=ME[0], gid=ME[1], **kwargs)
+
+
+def test_writes_only_what_differs_prunes_and_tests_the_whole(etc):
+    test = Validator()
+    result = apply(etc, test)
+    assert result["changed"]
+    assert result["paths"] == [str(etc / "upstreams"), str(etc / "nginx.conf"), str(etc / "sites/erp.conf"),
+                               str(etc / "upstreams/active.conf"), str(etc / "sites/default"),
+                               str(etc / "sites/stale.conf")]
+    assert (etc / "nginx.conf").read_text() == "new main\n"
+    assert oct((etc / "sites/erp.conf").stat().st_mode & 0o777) == "0o640"
+    assert os.readlink(etc / "upstreams/active.conf") == "blue.conf"
+    assert sorted(os.listdir(etc / "sites")) == ["000-default.conf", "erp.conf"]
+    assert not (etc / ".sites.pruned").exists()
+    assert test.seen == [["nginx", "-t"]]
+
+
+def test_a_second_run_changes_nothing_and_leaves_a_moved_link_alone(etc):
+    apply(etc, Validator())
+    os.remove(etc / "upstreams/active.conf")
+    os.symlink("green.conf", etc / "upstreams/active.conf")
+    result = apply(etc, Validator())
+    assert not result["changed"] and result["paths"] == []
+    assert os.readlink(etc / "upstreams/active.conf") == "green.conf"
+
+
+def test_a_failed_test_puts_everything_back(etc):
+    before = {p.name: p.read_text() for p in (etc / "sites").iterdir()} | {"main": (etc / "nginx.conf").read_text()}
+    with pytest.raises(cf.ConfigError, match=r'nginx rejected the new configuration, so it was not applied: .*'
+                                             r'nginx -t said: nginx: \[emerg\] unknown directive "x"'):
+        apply(etc, Validator(rc=1, err='nginx: [emerg] unknown directive "x"\n'))
+    after = {p.name: p.read_text() for p in (etc / "sites").iterdir()} | {"main": (etc / "nginx.conf").read_text()}
+    assert after == before
+    assert not (etc / "upstreams/active.conf").exists() and not (etc / ".sites.pruned").exists()
+
+
+def test_check_mode_reports_and_touches_nothing(etc):
+    test = Validator()
+    result = apply(etc, test, check=True)
+    assert result["changed"] and str(etc / "sites/stale.conf") in result["paths"]
+    assert (etc / "nginx.conf").read_text() == "old main\n" and (etc / "sites/stale.conf").exists()
+    assert not (etc / "upstreams").exists() and test.seen == []
+    diff = {d["before_header"]: d for d in result["diff"]}
+    assert diff[str(etc / "nginx.conf")]["before"] == "old main\n"
+    assert diff[str(etc / "nginx.conf")]["after"] == "new main\n"
+
+
+def test_what_a_killed_run_held_aside_is_removed(etc):
+    (etc / ".sites.pruned").mkdir()
+    (etc / ".sites.pruned/old.conf").write_text("held\n")
+    apply(etc, Validator())
+    assert not (etc / ".sites.pruned").exists()
+
+
+def test_a_directory_where_a_file_goes_is_refused_before_any_change(etc):
+    (etc / "sites/erp.conf").mkdir()
+    with pytest.raises(cf.ConfigError, match="erp.conf must be a regular file"):
+        apply(etc, Validator())
+    assert (etc / "nginx.conf").read_text() == "old main\n"
+    assert (etc / "sites/stale.conf").exists()
+
+
+def test_the_same_file_twice_is_refused():
+    with pytest.raises(cf.ConfigError, match="the same file is given twice"):
+        cf.apply([{"dest": "/x", "content": "a"}, {"dest": "/x", "content": "b"}])
+
+
+def test_each_expands_to_one_file_per_element():
+    sites = [{"name": "erp", "kind": "api"}, {"name": "shop", "kind": "static"}]
+    assert action.expand([
+        {"src": "nginx.conf.j2", "dest": "/etc/nginx/nginx.conf"},
+        {"src": "site.conf.j2", "dest": "/s/%s.conf", "each": sites, "as": "__site", "key": "name"},
+        {"src": "up.j2", "dest": "/u/tsh_%s.conf", "each": ["blue"], "vars": {"x": 1}},
+    ]) == [
+        {"src": "nginx.conf.j2", "dest": "/etc/nginx/nginx.conf"},
+        {"src": "site.conf.j2", "dest": "/s/erp.conf", "vars": {"__site": sites[0]}},
+        {"src": "site.conf.j2", "dest": "/s/shop.conf", "vars": {"__site": sites[1]}},
+        {"src": "up.j2", "dest": "/u/tsh_blue.conf", "vars": {"x": 1, "item": "blue"}},
+    ]
+
+
+def test_each_needs_a_placeholder_and_distinct_names():
+    with pytest.raises(AnsibleActionFail, match="needs a %s"):
+        action.expand([{"src": "a", "dest": "/s/site.conf", "each": [1]}])
+    with pytest.raises(AnsibleActionFail, match="more than one file would be written to /s/erp.conf"):
+        action.expand([{"src": "a", "dest": "/s/%s.conf", "each": [{"name": "erp"}, {"name": "erp"}], "key": "name"}])
