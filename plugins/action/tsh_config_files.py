@@ -3,7 +3,8 @@ tsh_config_files module, which writes them, tests them as a whole and puts every
 test fails, in one round trip. Used by the nginx role; unit tests in tests/unit/test_config_files.py.
 
 A files item with `each` stands for one file per element: `as` names the variable the template sees
-the element as, and `%s` in `dest` is replaced by the element's `key` (or the element itself)."""
+the element as, and `%s` in `dest` (and in `src`) is replaced by the element's `key` (or the element
+itself)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,11 @@ def expand(files):
             raise AnsibleActionFail(f"tsh_config_files: dest {item.get('dest')!r} of an `each` item needs a %s for the element")
         for element in each:
             value = element[key] if key else element
-            out.append({**item, "dest": item["dest"].replace("%s", str(value)),
-                        "vars": {**(item.get("vars") or {}), name: element}})
+            expanded = {**item, "dest": item["dest"].replace("%s", str(value)),
+                        "vars": {**(item.get("vars") or {}), name: element}}
+            if "src" in item:
+                expanded["src"] = str(item["src"]).replace("%s", str(value))
+            out.append(expanded)
     dests = [item.get("dest") for item in out]
     twice = sorted({d for d in dests if dests.count(d) > 1})
     if twice:

@@ -29,8 +29,9 @@ def _fsync_dir(path):
         os.close(fd)
 
 
-def _write(path, data, mode, uid, gid):
-    """Write data to path through a temporary file in its directory and one rename."""
+def _write(path, data, mode, uid, gid, check_file=None):
+    """Write data to path through a temporary file in its directory and one rename; check_file(tmp),
+    when given, sees the complete temporary file first and raises to keep path as it was."""
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
     try:
@@ -40,6 +41,8 @@ def _write(path, data, mode, uid, gid):
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.chown(tmp, uid, gid)
+        if check_file is not None:
+            check_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.lexists(tmp):
@@ -89,7 +92,23 @@ def _directory(change, item, check):
         change.record(path, lambda: None)
 
 
-def _file(change, item, uid, gid, check):
+def _file_check(run, item):
+    """The file's own test (validate: an argv string with %s for the file), or None."""
+    if not item.get("validate"):
+        return None
+    argv = str(item["validate"]).split()
+    if "%s" not in argv:
+        raise ConfigError(f"validate of {item['dest']} must name the file as %s: {item['validate']}")
+
+    def check_file(tmp):
+        rc, out, err = run([tmp if word == "%s" else word for word in argv])
+        if rc != 0:
+            raise ConfigError(f"{item['dest']} was not written: `{item['validate']}` rejected it: "
+                              f"{(err or out).strip()}")
+    return check_file
+
+
+def _file(change, item, uid, gid, check, run=None):
     path, mode = item["dest"], _mode(item.get("mode"))
     data = item["content"].encode() if isinstance(item["content"], str) else item["content"]
     old = None
@@ -102,7 +121,7 @@ def _file(change, item, uid, gid, check):
         if old == (data, mode, uid, gid):
             return
     if not check:
-        _write(path, data, mode, uid, gid)
+        _write(path, data, mode, uid, gid, _file_check(run, item))
 
     def undo():
         if old is None:
@@ -157,7 +176,8 @@ def apply(files, run=None, directories=(), links=(), prune=(), validate=(), serv
     """Make directories, files and first-time links as given, remove what prune finds stale, then run
     validate (argv) on the whole result; when it fails, put every change back and raise.
 
-    files: [{'dest', 'content', 'mode'}]; directories: [{'path', 'mode', 'uid', 'gid'}];
+    files: [{'dest', 'content', 'mode', 'validate'}] (validate: a test of that one file before it goes
+    live, an argv string with %s for it, as bash -n %s); directories: [{'path', 'mode', 'uid', 'gid'}];
     links: [{'path', 'src'}] made only when missing; prune: [{'path': dir, 'keep': [names]}]: entries
     of dir that are neither kept nor written are removed (held aside until the test passed).
     run(argv) -> (rc, stdout, stderr). Returns {'changed', 'paths', 'diff'}.
@@ -174,7 +194,7 @@ def apply(files, run=None, directories=(), links=(), prune=(), validate=(), serv
         for item in directories:
             _directory(change, item, check)
         for item in files:
-            _file(change, item, uid, gid, check)
+            _file(change, item, uid, gid, check, run)
         for item in links:
             _link(change, item, check)
         written = set(dests) | {item["path"] for item in links}

@@ -18,10 +18,12 @@ description:
   - Supports check mode and diff mode.
 options:
   files:
-    description: Files, each C(dest), C(content) (or C(src), a template the action plugin renders with C(vars)) and C(mode).
+    description: >-
+      Files, each C(dest), C(content) (or C(src), a template the action plugin renders with C(vars)),
+      C(mode) and C(validate) (a test of that file alone before it replaces C(dest), with C(%s) for it).
     type: list
     elements: dict
-    required: true
+    default: []
   directories: {description: 'Directories, each C(path), C(mode), C(owner), C(group).', type: list, elements: dict, default: []}
   links: {description: 'Links made only when missing, each C(path) and C(src).', type: list, elements: dict, default: []}
   prune: {description: 'Directories whose other entries are removed, each C(path) and C(keep) (names).', type: list, elements: dict, default: []}
@@ -58,7 +60,7 @@ from ansible.module_utils.tsh_config_files import ConfigError, apply  # noqa: E4
 def main():
     module = AnsibleModule(
         argument_spec={
-            "files": {"type": "list", "elements": "dict", "required": True},
+            "files": {"type": "list", "elements": "dict", "default": []},
             "directories": {"type": "list", "elements": "dict", "default": []},
             "links": {"type": "list", "elements": "dict", "default": []},
             "prune": {"type": "list", "elements": "dict", "default": []},

@@ -138,8 +138,31 @@ def test_each_expands_to_one_file_per_element():
     ]
 
 
+def test_each_can_name_the_template_too():
+    assert action.expand([{"src": "%s.j2", "dest": "/etc/systemd/system/%s", "each": ["a.service", "a.timer"]}]) == [
+        {"src": "a.service.j2", "dest": "/etc/systemd/system/a.service", "vars": {"item": "a.service"}},
+        {"src": "a.timer.j2", "dest": "/etc/systemd/system/a.timer", "vars": {"item": "a.timer"}},
+    ]
+
+
 def test_each_needs_a_placeholder_and_distinct_names():
     with pytest.raises(AnsibleActionFail, match="needs a %s"):
         action.expand([{"src": "a", "dest": "/s/site.conf", "each": [1]}])
     with pytest.raises(AnsibleActionFail, match="more than one file would be written to /s/erp.conf"):
         action.expand([{"src": "a", "dest": "/s/%s.conf", "each": [{"name": "erp"}, {"name": "erp"}], "key": "name"}])
+
+
+def test_a_file_failing_its_own_test_is_not_written_and_nothing_stays(etc):
+    def bash_n(argv):
+        assert argv[:2] == ["bash", "-n"] and os.path.basename(argv[2]).startswith(".")
+        text = pathlib.Path(argv[2]).read_text()
+        return (2, "", f"{argv[2]}: syntax error near unexpected token `fi'") if "fi fi" in text else (0, "", "")
+    good = {"dest": str(etc / "a.sh"), "content": "echo a\n", "mode": "0755", "validate": "bash -n %s"}
+    bad = {"dest": str(etc / "b.sh"), "content": "if true; then :; fi fi\n", "validate": "bash -n %s"}
+    with pytest.raises(cf.ConfigError, match=r"b.sh was not written: `bash -n %s` rejected it: .*syntax error"):
+        cf.apply([good, bad], run=bash_n, uid=ME[0], gid=ME[1])
+    assert sorted(p.name for p in etc.iterdir()) == ["nginx.conf", "sites"]
+    assert cf.apply([good], run=bash_n, uid=ME[0], gid=ME[1])["paths"] == [str(etc / "a.sh")]
+    with pytest.raises(cf.ConfigError, match="must name the file as %s"):
+        cf.apply([{**good, "content": "echo b\n", "validate": "bash -n"}], run=bash_n, uid=ME[0], gid=ME[1])
+    assert (etc / "a.sh").read_text() == "echo a\n"
