@@ -28,9 +28,9 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-serving_mb: {description: Size of the serving colour in MB., type: int, returned: always}
-available_mb: {description: MemAvailable in MB., type: int, returned: always}
-needed_mb: {description: What the new colour needs in MB (its size plus the margin)., type: int, returned: always}
+serving_mb: {description: Size of the serving colour in MB., type: int, returned: check_memory}
+available_mb: {description: MemAvailable in MB., type: int, returned: check_memory}
+needed_mb: {description: What the new colour needs in MB (its size plus the margin)., type: int, returned: check_memory}
 started_at: {description: The host's clock (epoch seconds) just before the restart., type: str, returned: success}
 """
 
@@ -39,6 +39,31 @@ import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.tsh_health import descendants, footprint_kb, mem_available_kb, memory_verdict  # noqa: E402
+
+
+def _check_memory(module, p):
+    """Fail, changing nothing, when MemAvailable cannot hold a second copy of the serving unit plus
+    the margin; otherwise return the figures."""
+    main_pid = 0
+    if p["serving_unit"]:
+        out = subprocess.run(["systemctl", "show", "--property=MainPID", "--value", p["serving_unit"]],
+                             capture_output=True, text=True, check=False).stdout.strip()
+        main_pid = int(out) if out.isdigit() else 0
+    pids = descendants(main_pid) if main_pid else []
+    serving = sum(footprint_kb(pid) for pid in pids)
+    available = mem_available_kb()
+    fits, needed = memory_verdict(serving, available, p["margin_mb"])
+    result = {"serving_mb": serving // 1024, "available_mb": available // 1024,
+              "needed_mb": needed // 1024, "processes": len(pids)}
+    if not fits:
+        module.fail_json(
+            msg=(f"Not enough memory to start {p['unit']} beside {p['serving_unit']}: it uses "
+                 f"{serving // 1024} MB ({len(pids)} processes), so a second copy needs {needed // 1024} MB "
+                 f"with the {p['margin_mb']} MB margin, and the host has {available // 1024} MB available. "
+                 "Free memory, lower tsh_app_workers or resize the host; deploy_memory_margin_mb sets the "
+                 "margin and deploy_memory_check: false skips this check."),
+            **result)
+    return result
 
 
 def main():
@@ -52,25 +77,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    main_pid = 0
-    if p["serving_unit"] and p["check_memory"]:
-        out = subprocess.run(["systemctl", "show", "--property=MainPID", "--value", p["serving_unit"]],
-                             capture_output=True, text=True, check=False).stdout.strip()
-        main_pid = int(out) if out.isdigit() else 0
-    pids = descendants(main_pid) if main_pid else []
-    serving = sum(footprint_kb(pid) for pid in pids)
-    available = mem_available_kb()
-    fits, needed = memory_verdict(serving, available, p["margin_mb"])
-    result = {"serving_mb": serving // 1024, "available_mb": available // 1024,
-              "needed_mb": needed // 1024, "processes": len(pids)}
-    if p["check_memory"] and not fits:
-        module.fail_json(
-            msg=(f"Not enough memory to start {p['unit']} beside {p['serving_unit']}: it uses "
-                 f"{serving // 1024} MB ({len(pids)} processes), so a second copy needs {needed // 1024} MB "
-                 f"with the {p['margin_mb']} MB margin, and the host has {available // 1024} MB available. "
-                 "Free memory, lower tsh_app_workers or resize the host; deploy_memory_margin_mb sets the "
-                 "margin and deploy_memory_check: false skips this check."),
-            **result)
+    result = _check_memory(module, p) if p["check_memory"] else {}
     started_at = f"{time.time():.6f}"
     if not module.check_mode:
         proc = subprocess.run(["systemctl", "restart", p["unit"]], capture_output=True, text=True,
