@@ -128,18 +128,22 @@ up() {
   # Pebble's issuing root changes at every Pebble start: fetch the current one to check the chain.
   docker exec "$name" curl -fsS --cacert "$share/pebble-api.pem" https://pebble:15000/roots/0 >"$state_dir/pebble-root.pem"
   ca="$state_dir/pebble-root.pem"
-  health=$(curl -fsS --max-time 5 --cacert "$ca" --resolve erp.tsh.sale:8443:127.0.0.1 https://erp.tsh.sale:8443/health)
+  # Through the published port; a stack that publishes none (TSH_LOCAL_PUBLISH=0) is reached at its
+  # own address, so a second stack is never checked through the first one's port.
+  local at=127.0.0.1 port=8443 http=8080
+  [[ ${TSH_LOCAL_PUBLISH:-1} != 0 ]] || { at=$ip; port=443; http=80; }
+  health=$(curl -fsS --max-time 5 --cacert "$ca" --resolve "erp.tsh.sale:$port:$at" "https://erp.tsh.sale:$port/health")
   cat <<EOT
 
 Local stack is up: container $name ($ip), provisioned by site.yml, certificate for all five names
 issued by the local ACME server (container $pebble), sample app $version deployed.
 Every site, from this machine (trusting only the local ACME server's current root, $ca):
-  curl --cacert $ca --resolve tsh.sale:8443:127.0.0.1 https://tsh.sale:8443/               (redirects to www)
-  curl --cacert $ca --resolve www.tsh.sale:8443:127.0.0.1 https://www.tsh.sale:8443/       (ERP admin)
-  curl --cacert $ca --resolve erp.tsh.sale:8443:127.0.0.1 https://erp.tsh.sale:8443/health (API)
-  curl --cacert $ca --resolve shop.tsh.sale:8443:127.0.0.1 https://shop.tsh.sale:8443/     (consumer app)
-  curl --cacert $ca --resolve consumer.tsh.sale:8443:127.0.0.1 https://consumer.tsh.sale:8443/
-  curl --resolve erp.tsh.sale:8080:127.0.0.1 -I http://erp.tsh.sale:8080/        (301 to https)
+  curl --cacert $ca --resolve tsh.sale:$port:$at https://tsh.sale:$port/               (redirects to www)
+  curl --cacert $ca --resolve www.tsh.sale:$port:$at https://www.tsh.sale:$port/       (ERP admin)
+  curl --cacert $ca --resolve erp.tsh.sale:$port:$at https://erp.tsh.sale:$port/health (API)
+  curl --cacert $ca --resolve shop.tsh.sale:$port:$at https://shop.tsh.sale:$port/     (consumer app)
+  curl --cacert $ca --resolve consumer.tsh.sale:$port:$at https://consumer.tsh.sale:$port/
+  curl --resolve erp.tsh.sale:$http:$at -I http://erp.tsh.sale:$http/        (301 to https)
 API health: $health
   status:       ansible-playbook -i inventories/local -i $state_dir/inventory.yml playbooks/status.yml
   shell:        docker exec -it $name bash
