@@ -26,6 +26,7 @@ set -euo pipefail
 # What the roles install (roles/*/vars, roles/base/defaults) and the test bed adds (curl, openssl,
 # Pebble). openssh-server is left out: its host keys would be the same in every container.
 STACK_PACKAGES=(ca-certificates curl gnupg rsync tzdata unattended-upgrades apt-listchanges sudo acl
+  libpam-tmpdir libpam-pwquality debsums apt-show-versions kmod fail2ban python3-systemd
   python3 python3-venv iproute2 nginx python3-cryptography postgresql postgresql-client
   python3-psycopg2 jq ufw openssl)
 STACK_PACKAGES_TRIXIE=(acme.sh pebble)
@@ -77,12 +78,18 @@ EOF
 # The stack image: the bare one with STACK_PACKAGES installed and nothing started (policy-rc.d
 # refuses every start during the build), apt lists dropped as in the bare image.
 build_stack() {
-  local suite=$1 base=$2 image=$3 builder proxy="" start=$SECONDS packages=("${STACK_PACKAGES[@]}")
+  local suite=$1 base=$2 image=$3 builder proxy="" start=$SECONDS packages=("${STACK_PACKAGES[@]}") have
+  [[ $suite == trixie ]] && packages+=("${STACK_PACKAGES_TRIXIE[@]}")
+  # The image carries its package list as a label: one built from another list is built again.
+  have=""
   if docker image inspect "$image" >/dev/null 2>&1; then
+    have=$(docker image inspect -f '{{index .Config.Labels "tsh.packages"}}' "$image")
+  fi
+  if [[ $have == "${packages[*]}" ]]; then
     echo "images.sh: $image present"
     return 0
   fi
-  [[ $suite == trixie ]] && packages+=("${STACK_PACKAGES_TRIXIE[@]}")
+  [[ -z $have ]] || echo "images.sh: $image was built from another package list; building it again"
   if [[ ${TSH_APT_PROXY:-1} != 0 ]]; then
     proxy="http://$(docker network inspect bridge --format '{{(index .IPAM.Config 0).Gateway}}'):3142"
   fi
@@ -95,8 +102,9 @@ build_stack() {
       apt-get update -qq
       apt-get install -y -qq "$@" >/dev/null
       # Unconfigured and stopped, also at boot: the roles enable what they configure (a PostgreSQL
-      # on 127.0.0.1:5432 from boot would hold ports the scenarios test with listeners of their own).
-      systemctl disable postgresql nginx >/dev/null 2>&1
+      # on 127.0.0.1:5432 from boot would hold ports the scenarios test with listeners of their own;
+      # fail2ban on Debian 12 fails with its stock jail, which reads a log file that does not exist).
+      systemctl disable postgresql nginx fail2ban >/dev/null 2>&1
       apt-get clean
       rm -rf /usr/sbin/policy-rc.d /etc/apt/apt.conf.d/01tsh-build-proxy /var/lib/apt/lists/*
       touch -d @0 /var/lib/apt/lists
@@ -105,7 +113,8 @@ build_stack() {
     docker rm -f "$builder" >/dev/null
     exit 1
   fi
-  docker commit -c 'ENV container=docker' -c 'CMD ["/lib/systemd/systemd"]' "$builder" "$image" >/dev/null
+  docker commit -c 'ENV container=docker' -c 'CMD ["/lib/systemd/systemd"]' \
+    -c "LABEL tsh.packages=\"${packages[*]}\"" "$builder" "$image" >/dev/null
   docker rm "$builder" >/dev/null
   rm -f "/var/tmp/$builder.log"
   echo "images.sh: built $image in $((SECONDS - start)) s"

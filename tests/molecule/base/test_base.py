@@ -1,7 +1,9 @@
 """The base role's behaviour on a converged host."""
 
 import os
+import socket
 import subprocess
+import time
 
 from conftest import container_ip
 
@@ -22,6 +24,11 @@ def test_sshd_effective_settings(host):
     assert settings["permitrootlogin"] in ("without-password", "prohibit-password")
     assert settings["authenticationmethods"] == "publickey"
     assert settings["x11forwarding"] == "no"
+    assert settings["allowtcpforwarding"] == "no"
+    assert settings["allowagentforwarding"] == "no"
+    assert settings["maxsessions"] == "2"
+    assert settings["tcpkeepalive"] == "no"
+    assert settings["loglevel"] == "VERBOSE"
     assert settings["compression"] == "no"
     assert all(kex.startswith(("sntrup761x25519", "mlkem768x25519")) for kex in settings["kexalgorithms"].split(","))
     assert "ecdsa" not in settings["hostkeyalgorithms"]
@@ -96,3 +103,71 @@ def test_unattended_upgrades_take_security_only(host):
     assert "security" in allowed[0].lower()
     codename = host.system_info.codename
     assert f"codename={codename}" in allowed[0]
+
+
+def test_login_shells_get_no_core_dumps_and_an_idle_timeout(host):
+    shell = host.run("bash -lc 'echo core=$(ulimit -c) tmout=$TMOUT; TMOUT=1' </dev/null")
+    assert "core=0 tmout=900" in shell.stdout, shell.stdout + shell.stderr
+    assert "readonly variable" in shell.stderr, "TMOUT must not be changeable in the session"
+    assert "Storage=none" in host.check_output("systemd-analyze cat-config systemd/coredump.conf")
+    assert "Authorised access only" in host.file("/etc/issue.net").content_string
+
+
+def test_unused_kernel_modules_cannot_load(host):
+    """modprobe's own view of its configuration (no module files needed, as in a container)."""
+    config = host.check_output("modprobe --showconfig")
+    for module in ("usb-storage", "firewire-core", "dccp", "sctp", "rds", "tipc"):
+        assert f"install {module.replace('-', '_')} /bin/false" in config, module
+
+
+def test_new_accounts_get_password_aging_and_hashing_rounds(host):
+    host.run_expect([0], "id tsh-aging-probe >/dev/null 2>&1 || useradd --no-create-home tsh-aging-probe")
+    try:
+        aging = host.check_output("chage -l tsh-aging-probe")
+        assert "Maximum number of days between password change\t\t: 365" in aging, aging
+        assert "Minimum number of days between password change\t\t: 1" in aging, aging
+    finally:
+        host.run("userdel tsh-aging-probe")
+    assert host.run("grep -E '^SHA_CRYPT_(MIN|MAX)_ROUNDS\\s+65536$' /etc/login.defs").stdout.count("\n") == 2
+
+
+def _ssh_port_open(address: str) -> bool:
+    try:
+        with socket.create_connection((address, 22), timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+def test_fail2ban_bans_an_address_that_keeps_failing_then_lets_it_back(host):
+    """From the controller, as an attacker would: logins as users that do not exist until fail2ban
+    (journal backend, its own iptables chain, five failures) bans the controller's address; SSH no
+    longer answers it; unbanned, it answers again. Runs last: the other SSH checks need the
+    controller let in."""
+    assert host.service("fail2ban").is_running and host.service("fail2ban").is_enabled
+    address = container_ip(host.backend.get_hostname())
+    source = host.check_output("ip -4 route show default").split()[2]
+    assert _ssh_port_open(address)
+    try:
+        for attempt in range(8):
+            if source in host.check_output("fail2ban-client status sshd"):
+                break
+            try:
+                login = subprocess.run(["ssh", *SSH_OPTS, "-o", "PubkeyAuthentication=no",
+                                        f"tsh-nobody-{attempt}@{address}", "true"],
+                                       capture_output=True, text=True, timeout=15, check=False)
+                assert login.returncode != 0, login.stdout
+            except subprocess.TimeoutExpired:
+                pass  # the ban landed while this login was under way: its packets are refused
+        deadline = time.monotonic() + 30
+        status = ""
+        while time.monotonic() < deadline:
+            status = host.check_output("fail2ban-client status sshd")
+            if source in status:
+                break
+            time.sleep(1)
+        assert source in status, status
+        assert not _ssh_port_open(address), "a banned address still reaches SSH"
+    finally:
+        host.run(f"fail2ban-client set sshd unbanip {source}")
+    assert _ssh_port_open(address), "the unbanned address does not reach SSH again"
