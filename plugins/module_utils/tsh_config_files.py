@@ -6,6 +6,7 @@ Standard library only."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -108,9 +109,36 @@ def _file_check(run, item):
     return check_file
 
 
+def _edited(path, lines):
+    """The text of path (a file someone else owns, e.g. the distribution's login.defs) with each
+    {'regexp', 'line', 'at'} set: the last line matching regexp becomes line; with no match line is
+    appended, or put first with at: start (an sshd Include that must be read before the rest)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path} is missing: the file to edit comes with its package; install that first")
+    with open(path, "rb") as handle:
+        text = handle.read().decode()
+    rows = text.splitlines()
+    for edit in lines:
+        pattern = re.compile(edit["regexp"])
+        matches = [i for i, row in enumerate(rows) if pattern.search(row)]
+        if matches:
+            rows[matches[-1]] = edit["line"]
+        elif edit.get("at") == "start":
+            rows.insert(0, edit["line"])
+        else:
+            rows.append(edit["line"])
+    return ("\n".join(rows) + "\n").encode()
+
+
 def _file(change, item, uid, gid, check, run=None):
-    path, mode = item["dest"], _mode(item.get("mode"))
-    data = item["content"].encode() if isinstance(item["content"], str) else item["content"]
+    path = item["dest"]
+    if item.get("lines") is not None:
+        data = _edited(path, item["lines"])
+        # An edited file keeps its mode unless one is given.
+        mode = _mode(item.get("mode"), stat.S_IMODE(os.stat(path).st_mode))
+    else:
+        mode = _mode(item.get("mode"))
+        data = item["content"].encode() if isinstance(item["content"], str) else item["content"]
     old = None
     if os.path.lexists(path):
         if os.path.islink(path) or not os.path.isfile(path):
@@ -177,7 +205,8 @@ def apply(files, run=None, directories=(), links=(), prune=(), validate=(), serv
     validate (argv) on the whole result; when it fails, put every change back and raise.
 
     files: [{'dest', 'content', 'mode', 'validate'}] (validate: a test of that one file before it goes
-    live, an argv string with %s for it, as bash -n %s); directories: [{'path', 'mode', 'uid', 'gid'}];
+    live, an argv string with %s for it, as bash -n %s), or instead of 'content' 'lines':
+    [{'regexp', 'line'}], keys set in a file the distribution owns (see _edited); directories: [{'path', 'mode', 'uid', 'gid'}];
     links: [{'path', 'src'}] made only when missing; prune: [{'path': dir, 'keep': [names]}]: entries
     of dir that are neither kept nor written are removed (held aside until the test passed).
     run(argv) -> (rc, stdout, stderr). Returns {'changed', 'paths', 'diff'}.

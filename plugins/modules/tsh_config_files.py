@@ -21,6 +21,9 @@ options:
     description: >-
       Files, each C(dest), C(content) (or C(src), a template the action plugin renders with C(vars)),
       C(mode) and C(validate) (a test of that file alone before it replaces C(dest), with C(%s) for it).
+      Instead of C(content), C(lines) sets lines of a file that exists (the distribution's): a list
+      of C(regexp) and C(line); the last line matching C(regexp) becomes C(line), or C(line) is
+      appended (put first with C(at=start)). Such a file keeps its mode unless C(mode) is given.
     type: list
     elements: dict
     default: []
@@ -85,8 +88,9 @@ def main():
         d_uid, d_gid = ids(item.get("owner") or "root", item.get("group") or "root")
         directories.append({"path": item["path"], "mode": item.get("mode"), "uid": d_uid, "gid": d_gid})
     for item in p["files"]:
-        if "dest" not in item or "content" not in item:
-            module.fail_json(msg=f"tsh_config_files: every file needs dest and content (or src): {item.get('dest')}")
+        if "dest" not in item or ("content" in item) == ("lines" in item):
+            module.fail_json(msg=f"tsh_config_files: every file needs dest and one of content (or src) and lines: "
+                                 f"{item.get('dest')}")
 
     def run(argv):
         proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False)

@@ -166,3 +166,45 @@ def test_a_file_failing_its_own_test_is_not_written_and_nothing_stays(etc):
     with pytest.raises(cf.ConfigError, match="must name the file as %s"):
         cf.apply([{**good, "content": "echo b\n", "validate": "bash -n"}], run=bash_n, uid=ME[0], gid=ME[1])
     assert (etc / "a.sh").read_text() == "echo a\n"
+
+
+def test_lines_set_keys_in_a_file_the_distribution_owns(tmp_path):
+    defs = tmp_path / "login.defs"
+    defs.write_text("# PASS_MAX_DAYS is read by useradd\nPASS_MAX_DAYS\t99999\n#SHA_CRYPT_MIN_ROUNDS 5000\nUMASK 022\n")
+    defs.chmod(0o640)
+    item = {"dest": str(defs), "lines": [
+        {"regexp": r"^#?\s*PASS_MAX_DAYS\s", "line": "PASS_MAX_DAYS\t365"},
+        {"regexp": r"^#?\s*SHA_CRYPT_MIN_ROUNDS\s", "line": "SHA_CRYPT_MIN_ROUNDS\t65536"},
+        {"regexp": r"^#?\s*SHA_CRYPT_MAX_ROUNDS\s", "line": "SHA_CRYPT_MAX_ROUNDS\t65536"}]}
+    first = cf.apply([item], uid=ME[0], gid=ME[1])
+    assert first["changed"]
+    # The last matching line is the one replaced; a key with no line is appended; the mode stays.
+    assert defs.read_text() == ("# PASS_MAX_DAYS is read by useradd\nPASS_MAX_DAYS\t365\n"
+                                "SHA_CRYPT_MIN_ROUNDS\t65536\nUMASK 022\nSHA_CRYPT_MAX_ROUNDS\t65536\n")
+    assert defs.stat().st_mode & 0o777 == 0o640
+    assert not cf.apply([item], uid=ME[0], gid=ME[1])["changed"]
+
+
+def test_lines_in_a_missing_file_are_refused(tmp_path):
+    with pytest.raises(cf.ConfigError, match="install that first"):
+        cf.apply([{"dest": str(tmp_path / "absent"), "lines": [{"regexp": "^A=", "line": "A=1"}]}])
+    assert not (tmp_path / "absent").exists()
+
+
+def test_lines_are_put_back_when_the_whole_fails_its_test(tmp_path):
+    conf = tmp_path / "debsums"
+    conf.write_text("CRON_CHECK=never\n")
+    with pytest.raises(cf.ConfigError, match="rejected"):
+        cf.apply([{"dest": str(conf), "lines": [{"regexp": "^#?CRON_CHECK=", "line": "CRON_CHECK=weekly"}]}],
+                 run=Validator(rc=1, err="bad"), validate=["check"], uid=ME[0], gid=ME[1])
+    assert conf.read_text() == "CRON_CHECK=never\n"
+
+
+def test_a_line_can_be_put_first_when_nothing_matches(tmp_path):
+    sshd = tmp_path / "sshd_config"
+    sshd.write_text("Port 22\n")
+    include = {"regexp": r"^Include\s+/etc/ssh/sshd_config\.d/\*\.conf", "line": "Include /etc/ssh/sshd_config.d/*.conf",
+               "at": "start"}
+    cf.apply([{"dest": str(sshd), "lines": [include]}], uid=ME[0], gid=ME[1])
+    assert sshd.read_text() == "Include /etc/ssh/sshd_config.d/*.conf\nPort 22\n"
+    assert not cf.apply([{"dest": str(sshd), "lines": [include]}], uid=ME[0], gid=ME[1])["changed"]
