@@ -84,6 +84,8 @@ def _directory(change, item, check):
         change.record(path, lambda: None)  # an empty new directory can stay: it breaks nothing
         return
     info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) and os.path.isdir(path):
+        return  # a link to a directory (a static root a deploy pointed at a release) is left as it is
     if not stat.S_ISDIR(info.st_mode):
         raise ConfigError(f"{path} must be a directory but is something else: move it away, then run again")
     if stat.S_IMODE(info.st_mode) != mode or (info.st_uid, info.st_gid) != (uid, gid):

@@ -208,3 +208,20 @@ def test_a_line_can_be_put_first_when_nothing_matches(tmp_path):
     cf.apply([{"dest": str(sshd), "lines": [include]}], uid=ME[0], gid=ME[1])
     assert sshd.read_text() == "Include /etc/ssh/sshd_config.d/*.conf\nPort 22\n"
     assert not cf.apply([{"dest": str(sshd), "lines": [include]}], uid=ME[0], gid=ME[1])["changed"]
+
+
+def test_a_link_to_a_directory_is_left_as_it_is(tmp_path):
+    """A static root that a deploy turned into a link to a release: a re-run of the role changes nothing
+    (site.yml after a deploy used to stop here: 'must be a directory but is something else')."""
+    release = tmp_path / "releases" / "v1" / "admin"
+    release.mkdir(parents=True)
+    release.chmod(0o750)
+    root = tmp_path / "admin"
+    root.symlink_to(release)
+    result = cf.apply([], directories=[{"path": str(root), "mode": "0755", "uid": ME[0], "gid": ME[1]}],
+                      uid=ME[0], gid=ME[1])
+    assert not result["changed"]
+    assert root.is_symlink() and release.stat().st_mode & 0o777 == 0o750
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(cf.ConfigError, match="must be a directory"):
+        cf.apply([], directories=[{"path": str(tmp_path / "dangling")}], uid=ME[0], gid=ME[1])

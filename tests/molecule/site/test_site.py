@@ -105,6 +105,17 @@ def test_api_health_through_nginx(hosts, first_deploy):
         assert body["status"] == "healthy" and body["database"]["status"] == "healthy"
 
 
+def test_site_yml_after_a_deploy_changes_nothing_and_the_api_keeps_serving(hosts, first_deploy):
+    """Roles converge a host and can be re-run at any time without moving traffic: site.yml after a
+    deploy (the static roots are links to the release now) changes nothing and fails nowhere."""
+    run = run_playbook(REPO / "site.yml", "-i", GROUPS)
+    assert run.returncode == 0, output(run)[-4000:]
+    for name in TARGETS:
+        counters = recap(run, name)
+        assert counters["changed"] == 0 and counters["failed"] == 0, counters
+    test_api_health_through_nginx(hosts, first_deploy)
+
+
 def test_app_units_are_sandboxed(hosts, first_deploy):
     """systemd-analyze security: both colour units at 2.5 or lower, the serving one healthy under it
     (test_api_health_through_nginx)."""
