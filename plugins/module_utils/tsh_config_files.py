@@ -111,15 +111,11 @@ def _file_check(run, item):
     return check_file
 
 
-def _edited(path, lines):
-    """The text of path (a file someone else owns, e.g. the distribution's login.defs) with each
+def _edited(text, lines):
+    """text (a file someone else owns, e.g. the distribution's login.defs) with each
     {'regexp', 'line', 'at'} set: the last line matching regexp becomes line; with no match line is
     appended, or put first with at: start (an sshd Include that must be read before the rest)."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"{path} is missing: the file to edit comes with its package; install that first")
-    with open(path, "rb") as handle:
-        text = handle.read().decode()
-    rows = text.splitlines()
+    rows = text.decode().splitlines()
     for edit in lines:
         pattern = re.compile(edit["regexp"])
         matches = [i for i, row in enumerate(rows) if pattern.search(row)]
@@ -133,14 +129,12 @@ def _edited(path, lines):
 
 
 def _file(change, item, uid, gid, check, run=None):
-    path = item["dest"]
-    if item.get("lines") is not None:
-        data = _edited(path, item["lines"])
-        # An edited file keeps its mode unless one is given.
-        mode = _mode(item.get("mode"), stat.S_IMODE(os.stat(path).st_mode))
-    else:
+    path, lines = item["dest"], item.get("lines")
+    if lines is None:
         mode = _mode(item.get("mode"))
         data = item["content"].encode() if isinstance(item["content"], str) else item["content"]
+    elif not os.path.isfile(path):
+        raise ConfigError(f"{path} is missing: the file to edit comes with its package; install that first")
     old = None
     if os.path.lexists(path):
         if os.path.islink(path) or not os.path.isfile(path):
@@ -148,6 +142,8 @@ def _file(change, item, uid, gid, check, run=None):
         info = os.stat(path)
         with open(path, "rb") as handle:
             old = (handle.read(), stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
+        if lines is not None:  # an edited file keeps its mode unless one is given
+            data, mode = _edited(old[0], lines), _mode(item.get("mode"), old[1])
         if old == (data, mode, uid, gid):
             return
     if not check:
@@ -208,7 +204,8 @@ def apply(files, run=None, directories=(), links=(), prune=(), validate=(), serv
 
     files: [{'dest', 'content', 'mode', 'validate'}] (validate: a test of that one file before it goes
     live, an argv string with %s for it, as bash -n %s), or instead of 'content' 'lines':
-    [{'regexp', 'line'}], keys set in a file the distribution owns (see _edited); directories: [{'path', 'mode', 'uid', 'gid'}];
+    [{'regexp', 'line', 'at'}], lines set in a file the distribution owns (see _edited);
+    directories: [{'path', 'mode', 'uid', 'gid'}];
     links: [{'path', 'src'}] made only when missing; prune: [{'path': dir, 'keep': [names]}]: entries
     of dir that are neither kept nor written are removed (held aside until the test passed).
     run(argv) -> (rc, stdout, stderr). Returns {'changed', 'paths', 'diff'}.
