@@ -130,6 +130,7 @@ def _edited(text, lines):
 
 def _file(change, item, uid, gid, check, run=None):
     path, lines = item["dest"], item.get("lines")
+    uid, gid = item.get("uid", uid), item.get("gid", gid)  # a file's own owner over the call's
     if lines is None:
         mode = _mode(item.get("mode"))
         data = item["content"].encode() if isinstance(item["content"], str) else item["content"]
@@ -202,8 +203,9 @@ def apply(files, run=None, directories=(), links=(), prune=(), validate=(), serv
     """Make directories, files and first-time links as given, remove what prune finds stale, then run
     validate (argv) on the whole result; when it fails, put every change back and raise.
 
-    files: [{'dest', 'content', 'mode', 'validate'}] (validate: a test of that one file before it goes
-    live, an argv string with %s for it, as bash -n %s), or instead of 'content' 'lines':
+    files: [{'dest', 'content', 'mode', 'validate', 'uid', 'gid'}] (validate: a test of that one file
+    before it goes live, an argv string with %s for it, as bash -n %s; uid and gid, when given, over
+    the call's), or instead of 'content' 'lines':
     [{'regexp', 'line', 'at'}], lines set in a file the distribution owns (see _edited);
     directories: [{'path', 'mode', 'uid', 'gid'}];
     links: [{'path', 'src'}] made only when missing; prune: [{'path': dir, 'keep': [names]}]: entries

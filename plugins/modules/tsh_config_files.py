@@ -20,7 +20,8 @@ options:
   files:
     description: >-
       Files, each C(dest), C(content) (or C(src), a template the action plugin renders with C(vars)),
-      C(mode) and C(validate) (a test of that file alone before it replaces C(dest), with C(%s) for it).
+      C(mode), C(validate) (a test of that file alone before it replaces C(dest), with C(%s) for it),
+      and C(owner) and C(group) when they differ from the call's.
       Instead of C(content), C(lines) sets lines of a file that exists (the distribution's): a list
       of C(regexp) and C(line); the last line matching C(regexp) becomes C(line), or C(line) is
       appended (put first with C(at=start)). Such a file keeps its mode unless C(mode) is given.
@@ -88,6 +89,8 @@ def main():
         d_uid, d_gid = ids(item.get("owner") or "root", item.get("group") or "root")
         directories.append({"path": item["path"], "mode": item.get("mode"), "uid": d_uid, "gid": d_gid})
     for item in p["files"]:
+        if item.get("owner") or item.get("group"):
+            item["uid"], item["gid"] = ids(item.get("owner") or p["owner"], item.get("group") or p["group"])
         if "dest" not in item or ("content" in item) == ("lines" in item):
             module.fail_json(msg=f"tsh_config_files: every file needs dest and one of content (or src) and lines: "
                                  f"{item.get('dest')}")

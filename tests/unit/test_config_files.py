@@ -225,3 +225,14 @@ def test_a_link_to_a_directory_is_left_as_it_is(tmp_path):
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     with pytest.raises(cf.ConfigError, match="must be a directory"):
         cf.apply([], directories=[{"path": str(tmp_path / "dangling")}], uid=ME[0], gid=ME[1])
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="chown to another user needs root")
+def test_a_file_can_have_its_own_owner(tmp_path):
+    """The call's files belong to the call's owner; an item's uid and gid win for that file (a root
+    script among a service user's configuration files)."""
+    items = [{"dest": str(tmp_path / "a.conf"), "content": "a\n"},
+             {"dest": str(tmp_path / "check"), "content": "#!/bin/sh\n", "mode": "0755", "uid": 0, "gid": 0}]
+    assert cf.apply(items, uid=65534, gid=65534)["changed"]
+    assert ((tmp_path / "a.conf").stat().st_uid, (tmp_path / "check").stat().st_uid) == (65534, 0)
+    assert not cf.apply(items, uid=65534, gid=65534)["changed"]

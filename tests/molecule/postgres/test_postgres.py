@@ -184,8 +184,8 @@ def test_bad_pg_hba_rule_is_rolled_back(host):
     )
     assert run.returncode != 0
     text = output(run)
-    assert "previous files restored" in text
-    assert "bogus" in text
+    assert "postgres rejected the new configuration, so it was not applied: the previous files are back in place" in text
+    assert "pg_hba.conf line" in text and "bogus" in text
     name = host.backend.get_hostname()
     assert after[name] == before[name]
     assert after[name][1] == 0
