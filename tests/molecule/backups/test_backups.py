@@ -230,6 +230,105 @@ def test_retention_never_deletes_the_newest_good_dump(host):
     assert dumps(host, "files", "tar.gz") == [archive]
 
 
+def test_retention_keeps_at_most_the_newest_count(host):
+    """backups_retention_count (14): of 20 young dumps and the real one, the newest 14 stay."""
+    newest = backup_now(host)
+    young = [f"tsh_erp_20990101T{i:02d}0000Z.dump" for i in range(20)]
+    for name in young:
+        fake_dump(host, name, "now")
+    log = prune(host)
+    # Named after the real dump (2026), the fake ones (2099) sort newer: the 14 newest stay.
+    assert dumps(host) == young[6:]
+    assert f"pruned {young[5]} (beyond the newest 14)" in log
+    assert newest not in dumps(host)
+    host.run_expect([0], f"rm -f {DIR}/tsh_erp_2099*")
+
+
+def script_copy(host, script, changes):
+    """A copy of an installed script with some of its settings changed (name=value lines), readable
+    by postgres: the real logic under a setting the scenario cannot give the live host."""
+    copy = f"/usr/local/sbin/{script}-test"
+    edits = " ".join(f"-e 's|^{name}=.*|{name}={value}|'" for name, value in changes.items())
+    host.run_expect([0], f"sed {edits} /usr/local/sbin/{script} > {copy} && chmod 0755 {copy}")
+    return copy
+
+
+def test_refuses_to_start_when_the_last_backup_would_not_fit(host):
+    """The space check counts the last backup's size (its record's bytes), not only the threshold."""
+    record = "/var/tmp/tsh-test-backup.json"
+    copy = script_copy(host, "tsh-backup", {"min_free_mb": 1, "status_file": record})
+    host.run_expect([0], f"echo '{{\"bytes\": 8388608, \"files\": []}}' > {record} && chown postgres {record}")
+    host.run_expect([0], f"mount -t tmpfs -o size=4m,mode=0700,uid=postgres,gid=postgres tsh-test-small {DIR}")
+    try:
+        run = host.run(f"runuser -u postgres -- {copy}")
+        assert run.rc != 0
+        assert "refusing to start: only 4 MB free on the file system of /opt/tsh_erp/backups, below the 8 MB of " \
+               "the last backup plus backups_min_free_mb (1 MB)" in run.stderr
+        assert host.check_output(f"ls -A {DIR}") == ""
+    finally:
+        host.run_expect([0], f"umount {DIR}")
+        host.run_expect([0], f"rm -f {copy} {record}")
+
+
+def test_verify_refuses_when_the_copy_would_fill_postgres_disk(host):
+    """The restore check measures PostgreSQL's data file system before it restores a scratch copy."""
+    backup_now(host)
+    copy = script_copy(host, "tsh-backup-verify", {"min_free_mb": 1000000000})
+    try:
+        run = host.run(f"runuser -u postgres -- {copy}")
+        assert run.rc != 0
+        assert "into a scratch database: the file system of PostgreSQL's data (/var/lib/postgresql/" in run.stderr
+        assert "plus backups_min_free_mb (1000000000 MB); free space there" in run.stderr
+        assert sql(host, "SELECT count(*) FROM pg_database WHERE datname LIKE 'tsh_verify_%'", db="postgres") == "0"
+    finally:
+        host.run_expect([0], f"rm -f {copy}")
+
+
+HOLDER = """#!/bin/sh
+# Holds the backup lock (flock runs it) as a backup job would: its line in the file, then $1.
+echo "test holder (pid $$)" > /var/lib/tsh-backups/lock
+sh -c "$1"
+"""
+
+
+def hold_backup_lock(host, while_held):
+    """Hold the backup lock as a job would, in a transient unit, while the shell command runs."""
+    host.run_expect([0], f"printf %s {shlex.quote(HOLDER)} > /usr/local/sbin/tsh-test-holder && "
+                    "chmod 0755 /usr/local/sbin/tsh-test-holder && "
+                    "touch /var/lib/tsh-backups/lock && chown postgres:postgres /var/lib/tsh-backups/lock")
+    host.run_expect([0], "systemd-run --unit=tsh-test-lock-holder --collect flock /var/lib/tsh-backups/lock "
+                    f"/usr/local/sbin/tsh-test-holder {shlex.quote(while_held)}")
+    host.run_expect([0], "timeout 10 sh -c 'until grep -q \"test holder\" /var/lib/tsh-backups/lock; do sleep 0.1; done'")
+
+
+@pytest.mark.parametrize("unit", ["tsh-backup.service", "tsh-backup-verify.service"])
+def test_one_backup_job_at_a_time(host, unit):
+    """A job that finds another running waits for it, saying which, then runs."""
+    backup_now(host)
+    hold_backup_lock(host, "sleep 3")
+    started = time.monotonic()
+    rc, log = start_unit(host, unit, expect=("waiting up to 900 s for the lock: test holder (pid",))
+    assert rc == 0, log
+    assert "waiting up to 900 s for the lock: test holder (pid" in log
+    assert time.monotonic() - started >= 2
+
+
+def test_lock_wait_is_bounded(host):
+    """Past backups_lock_wait_s the job fails, naming the holder; nothing is written."""
+    copy = script_copy(host, "tsh-backup", {"lock_wait_s": 1})
+    before = dumps(host)
+    hold_backup_lock(host, "sleep 5")
+    try:
+        run = host.run(f"{copy} --no-prune")
+        assert run.rc != 0
+        assert "gave up after waiting 1 s (backups_lock_wait_s) for /var/lib/tsh-backups/lock: test holder (pid" \
+               in run.stderr
+        assert dumps(host) == before
+    finally:
+        host.run_expect([0], f"rm -f {copy}")
+        host.run_expect([0], "timeout 10 sh -c 'while systemctl is-active -q tsh-test-lock-holder; do sleep 0.2; done'")
+
+
 def test_refuses_to_start_when_disk_is_nearly_full(host):
     """A 1 MB file system over the backup directory: the service fails with a clear line and alerts."""
     host.run_expect([0], f"mount -t tmpfs -o size=1m,mode=0700,uid=postgres,gid=postgres tsh-test-full {DIR}")
@@ -237,7 +336,7 @@ def test_refuses_to_start_when_disk_is_nearly_full(host):
         rc, log = start_unit(host, "tsh-backup.service", expect=("refusing to start",))
         assert rc != 0
         assert "refusing to start: only 1 MB free" in log
-        assert "below backups_min_free_mb (1024 MB)" in log
+        assert "plus backups_min_free_mb (1024 MB)" in log
         assert host.check_output(f"ls -A {DIR}") == ""
         assert wait_for_alert(host, "tsh-backup.service")
     finally:
@@ -380,6 +479,14 @@ def restore_story():
             t.run_expect([0], "rm -rf /opt/tsh_erp/deploy/lock")
     started = {t.backend.get_hostname(): t.check_output("systemctl show -p ActiveEnterTimestampMonotonic tsh_erp-blue")
                for t in targets}
+    # A backup job is running when the restore starts: the holder lets go of the backup lock once it
+    # sees both timers paused (at most 5 min), noting what it saw and when.
+    for t in targets:
+        t.run_expect([0], "rm -f /var/tmp/tsh-test-timers-seen /var/tmp/tsh-test-released")
+        hold_backup_lock(t, "timeout 300 sh -c 'while systemctl is-active -q tsh-backup.timer || "
+                            "systemctl is-active -q tsh-backup-verify.timer; do sleep 0.2; done'; "
+                            "systemctl is-active tsh-backup.timer tsh-backup-verify.timer > /var/tmp/tsh-test-timers-seen; "
+                            "date -u +%Y%m%dT%H%M%SZ > /var/tmp/tsh-test-released")
     _RESTORE["restore"] = run_playbook(RESTORE, *inventory, "-e", "backups_restore_confirm=tsh_erp")
     os.unlink(skip_files)
     _RESTORE["after"] = {
@@ -392,6 +499,9 @@ def restore_story():
             "app_login": t.run("PGPASSWORD=molecule-app-password-0123 psql 'host=127.0.0.1 dbname=tsh_erp user=tsh_erp' "
                                "-AXqt -c 'SELECT count(*) FROM orders'").stdout.strip(),
             "uploads": uploads(t, story_upload),
+            "timers_seen": t.run("cat /var/tmp/tsh-test-timers-seen").stdout.split(),
+            "released": t.run("cat /var/tmp/tsh-test-released").stdout.strip(),
+            "timers": t.run("systemctl is-active tsh-backup.timer tsh-backup-verify.timer").stdout.split(),
         }
         for t in targets
     }
@@ -462,6 +572,19 @@ def test_restore_brings_the_deleted_upload_back(host):
         assert after["upload"] is None
         assert after["after_backup"]
         assert "Shared paths: not restored (backups_restore_shared_paths=false)" in report
+
+
+def test_restore_pauses_the_timers_and_waits_for_a_running_backup_job(host):
+    """A backup job held the lock when the restore began: the restore paused both timers, its safety
+    dump waited for the job to end, and the timers run again afterwards."""
+    story = restore_story()
+    assert story["restore"].returncode == 0, output(story["restore"])[-3000:]
+    after = story["after"][host.backend.get_hostname()]
+    assert after["timers_seen"] == ["inactive", "inactive"]
+    (safety,) = re.findall(r"Safety dump of the state before: /opt/tsh_erp/backups/tsh_erp_(\d{8}T\d{6}Z)[.]dump",
+                           restore_report(story, host))
+    assert after["released"] and safety >= after["released"]
+    assert after["timers"] == ["active", "active"]
 
 
 def test_restore_releases_the_deploy_lock(host):
