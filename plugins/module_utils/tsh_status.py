@@ -17,13 +17,14 @@ import http.client
 import json
 import math
 import os
+import re
 import ssl
 import time
 
 from ansible.module_utils.tsh_switch import COLOURS, SwitchError, link_colour, plan_reconcile, read_intent
 
 # The thresholds of warnings(); playbooks/status.yml passes status_* variables (roles/deploy/defaults).
-THRESHOLDS = {"cert_min_days": 21, "backup_max_age_h": 26, "disk_min_free_percent": 15}
+THRESHOLDS = {"cert_min_days": 21, "backup_max_age_h": 26, "disk_min_free_percent": 15, "backup_min_free_mb": 1024}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,8 +286,25 @@ def gather_web(link, intent_path, ask_nginx, lock_dir, lock_ttl, certificate, ru
 # Gathering on the db host: the last backup
 
 
-def gather_db(status_file, backup_dir, now):
-    """The last successful backup (the backups role's status file): age, files, their size."""
+# A database dump's name: <db>_<UTC stamp>[-<label>].dump (the backups role's tsh-backup).
+_DUMP = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*_[0-9]{8}T[0-9]{6}Z(-[A-Za-z0-9._+-]+)?[.]dump$")
+
+
+def backups_kept(backup_dir, statvfs=os.statvfs):
+    """What the backup directory holds (dumps, bytes of every file) and its file system's free space."""
+    try:
+        entries = [e for e in os.scandir(backup_dir) if e.is_file(follow_symlinks=False)]
+        kept = {"dumps": sum(1 for e in entries if _DUMP.match(e.name)),
+                "bytes": sum(e.stat(follow_symlinks=False).st_size for e in entries)}
+    except OSError as exc:
+        kept = {"error": f"cannot list {backup_dir}: {exc.strerror or exc}"}
+    kept["disk"] = disk_free(backup_dir, statvfs)
+    return kept
+
+
+def gather_db(status_file, backup_dir, now, statvfs=os.statvfs):
+    """The last successful backup (the backups role's status file): age, files, their size; and what
+    the backup directory keeps, with its free space."""
     record, error = _read_json(status_file)
     if error:
         return {"backup": {"error": error}}
@@ -305,7 +323,7 @@ def gather_db(status_file, backup_dir, now):
         age = None
     return {"backup": {"last_success": record.get("last_success"), "age_s": age,
                        "label": record.get("label") or "", "files": files, "size_bytes": total,
-                       "missing_files": missing}}
+                       "missing_files": missing, "kept": backups_kept(backup_dir, statvfs)}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,6 +443,12 @@ def warnings(cell, thresholds=None):
                        f"journalctl -u tsh-backup.")
         if backup.get("missing_files"):
             out.append(f"Files of the last backup are gone: {', '.join(backup['missing_files'])}.")
+        disk = (backup.get("kept") or {}).get("disk") or {}
+        need = backup["size_bytes"] + limits["backup_min_free_mb"] * 1024 * 1024
+        if "free_bytes" in disk and disk["free_bytes"] < need:
+            out.append(f"The next backup will refuse to start: {size(disk['free_bytes'])} free on {disk['path']}, "
+                       f"under the last backup's {size(backup['size_bytes'])} plus {limits['backup_min_free_mb']} MB "
+                       f"(backups_min_free_mb). Free space or keep fewer (backups_retention_count).")
     return out
 
 
@@ -534,6 +558,12 @@ def render_cell(cell, label=20):
                        f"{', ' + backup['label'] if backup.get('label') else ''}), {len(backup['files'])} files, "
                        f"{size(backup['size_bytes'])}")
     lines.append(line("Last backup", backup_text))
+    kept = (backup or {}).get("kept") if cell["reached"]["db"] and not (backup or {}).get("error") else None
+    if kept:
+        disk = kept["disk"]
+        held = kept["error"] if "error" in kept else f"{kept['dumps']} dump{'' if kept['dumps'] == 1 else 's'}, {size(kept['bytes'])} in all"
+        free = disk["error"] if "error" in disk else f"{size(disk['free_bytes'])} free on {disk['path']}"
+        lines.append(line("Backups kept", f"{held}; {free}"))
     for i, (host, app) in enumerate(cell["app"].items()):
         disk = app.get("disk") or {}
         where = f"{host}: " if len(cell["app"]) > 1 else ""

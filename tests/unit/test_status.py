@@ -102,7 +102,7 @@ def web_report(tmp_path, link="blue", routed="blue", lock=None, cert_days=80, ng
                          run, NOW)
 
 
-def db_report(tmp_path, age_h=3.0, files=("tsh_erp_x.dump", "globals_x.sql")):
+def db_report(tmp_path, age_h=3.0, files=("tsh_erp_x.dump", "globals_x.sql"), free_percent=60.0):
     status = tmp_path / "backup.json"
     backups = tmp_path / "backups"
     backups.mkdir(exist_ok=True)
@@ -112,7 +112,7 @@ def db_report(tmp_path, age_h=3.0, files=("tsh_erp_x.dump", "globals_x.sql")):
         status.write_text(json.dumps({"unit": "backup", "result": "success", "last_success": "2027-01-15T05:00:00Z",
                                       "last_success_epoch": NOW - int(age_h * 3600), "stamp": "x", "label": "",
                                       "files": list(files)}))
-    return st.gather_db(str(status), str(backups), NOW)
+    return st.gather_db(str(status), str(backups), NOW, statvfs=_statvfs(free_percent))
 
 
 def one_droplet(app, web, db, host="tsh-prod-1"):
@@ -165,6 +165,7 @@ def test_healthy_stack_has_no_warnings_and_its_table(tmp_path):
     assert deploys[0].endswith("2027-01-16 10:00:00Z  deploy  v6  green -> blue  success  61 s  ci@runner")
     assert f"Certificate         expires {full['cells'][0]['certificate']['not_after']} (80 days left)" in lines
     assert "Last backup         3h 00m ago (2027-01-15T05:00:00Z), 2 files, 2.0 KB" in lines
+    assert f"Backups kept        0 dumps, 2.0 KB in all; 22.9 GB free on {tmp_path}/backups" in lines
     assert "Free disk           60.0 % free (24.6 GB of 41.0 GB) on " in text
     assert lines[-1] == "Warnings            none"
     assert all('"' not in line and line == line.rstrip() for line in lines)
@@ -397,6 +398,31 @@ def test_unreadable_backup_status_is_reported(tmp_path):
     (tmp_path / "backup.json").write_text("{half")
     report = st.gather_db(str(tmp_path / "backup.json"), str(tmp_path), NOW)
     assert report["backup"]["error"].endswith("is not JSON ('{half')")
+
+
+def test_backups_kept_counts_the_dumps_and_warns_before_the_disk_refuses(tmp_path):
+    """The table counts the dumps in the directory; with less free space than the last backup's size
+    plus backups_min_free_mb the warning says the next backup will refuse to start."""
+    names = ("tsh_erp_20270115T050000Z.dump", "globals_20270115T050000Z.sql",
+             "tsh_erp_20270114T050000Z-pre-deploy-v5.dump", "tsh_erp_20270114T050000Z.dump.sha256")
+    app = app_report(tmp_path, FakeSystemd(**HEALTHY), {"blue": "v6", "green": "v5"}, DEPLOYS)
+    web = web_report(tmp_path)
+    roomy = flt.tsh_status(one_droplet(app, web, db_report(tmp_path, files=names)))
+    assert "Backups kept        2 dumps, 4.0 KB in all; 22.9 GB free on " in "\n".join(flt.tsh_status_table(roomy))
+    assert roomy["warnings"] == []
+    # 0.01 % of 41 GB is 3.9 MB: under 4 KB + 1024 MB, over 4 KB + 1 MB.
+    full = one_droplet(app, web, db_report(tmp_path, files=names, free_percent=0.01))
+    (warning,) = flt.tsh_status(full)["warnings"]
+    assert warning.startswith("The next backup will refuse to start: 3.9 MB free on ")
+    assert "under the last backup's 4.0 KB plus 1024 MB (backups_min_free_mb)" in warning
+    assert flt.tsh_status(full, (), {"backup_min_free_mb": "1"})["warnings"] == []
+
+
+def test_an_unlistable_backup_directory_is_said(tmp_path):
+    report = db_report(tmp_path)
+    kept = st.backups_kept(str(tmp_path / "absent"), statvfs=_statvfs(50.0))
+    assert kept["error"].startswith(f"cannot list {tmp_path}/absent: ")
+    assert report["backup"]["kept"]["dumps"] == 0
 
 
 def test_backup_files_gone_are_named(tmp_path):

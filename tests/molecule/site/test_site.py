@@ -189,6 +189,8 @@ def test_status_table_of_the_healthy_droplet(first_deploy):
                                 next(line for line in mine if line.startswith("Certificate"))), mine
             assert re.fullmatch(r"Last backup         \d+[sm] ago \(.*\), \d+ files, [\d.]+ [KM]?B",
                                 next(line for line in mine if line.startswith("Last backup"))), mine
+            assert re.fullmatch(r"Backups kept        \d+ dumps?, [\d.]+ [KMG]?B in all; [\d.]+ GB free on /opt/tsh_erp/backups",
+                                next(line for line in mine if line.startswith("Backups kept"))), mine
             assert re.fullmatch(r"Free disk           [\d.]+ % free \([\d.]+ GB of [\d.]+ GB\) on /opt/tsh_erp",
                                 next(line for line in mine if line.startswith("Free disk"))), mine
             assert mine[-1] == "Warnings            none", mine
