@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 # Scenarios in the order they start, two at a time (TSH_MOLECULE_JOBS); the longest first.
-SCENARIOS ?= bluegreen multihost site acme_sh backups postgres nginx ufw base
+SCENARIOS ?= bluegreen multihost site acme_sh pitr backups postgres nginx ufw base
 
 .PHONY: help host up down setup images apt-cache lint unit molecule test mitogen clean
 

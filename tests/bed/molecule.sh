@@ -11,10 +11,13 @@ logdir=.molecule-logs
 mkdir -p "$logdir"
 : "${TSH_APT_PROXY:=1}"
 export TSH_APT_PROXY
-# molecule/multihost pins addresses on its network; another TSH_TEST_ID gets another subnet.
-if [[ -z ${TSH_MULTIHOST_NET:-} && -n ${TSH_TEST_ID:-} ]]; then
-  TSH_MULTIHOST_NET=10.213.$(( $(printf %s "$TSH_TEST_ID" | cksum | cut -d' ' -f1) % 200 + 20 ))
-  export TSH_MULTIHOST_NET
+# molecule/multihost and molecule/pitr pin addresses on their networks; another TSH_TEST_ID gets
+# other subnets.
+if [[ -n ${TSH_TEST_ID:-} ]]; then
+  id_sum=$(printf %s "$TSH_TEST_ID" | cksum | cut -d' ' -f1)
+  : "${TSH_MULTIHOST_NET:=10.213.$(( id_sum % 200 + 20 ))}"
+  : "${TSH_PITR_NET:=10.214.$(( id_sum % 200 + 20 ))}"
+  export TSH_MULTIHOST_NET TSH_PITR_NET
 fi
 
 declare -A pid_of=() start_of=()

@@ -479,6 +479,11 @@ def restore_story():
             t.run_expect([0], "rm -rf /opt/tsh_erp/deploy/lock")
     started = {t.backend.get_hostname(): t.check_output("systemctl show -p ActiveEnterTimestampMonotonic tsh_erp-blue")
                for t in targets}
+    # What a restore killed at its swap leaves: the live database closed to connections and a
+    # half-loaded copy beside it. The next restore repairs both first.
+    for t in targets:
+        sql(t, "CREATE DATABASE tsh_erp__restore", db="postgres")
+        sql(t, "ALTER DATABASE tsh_erp WITH ALLOW_CONNECTIONS false", db="postgres")
     # A backup job is running when the restore starts: the holder lets go of the backup lock once it
     # sees both timers paused (at most 5 min), noting what it saw and when.
     for t in targets:
@@ -502,6 +507,8 @@ def restore_story():
             "timers_seen": t.run("cat /var/tmp/tsh-test-timers-seen").stdout.split(),
             "released": t.run("cat /var/tmp/tsh-test-released").stdout.strip(),
             "timers": t.run("systemctl is-active tsh-backup.timer tsh-backup-verify.timer").stdout.split(),
+            "databases": sql(t, r"SELECT string_agg(datname || ':' || datallowconn, ',' ORDER BY datname) FROM pg_database "
+                                r"WHERE datname LIKE 'tsh\_erp%'", db="postgres"),
         }
         for t in targets
     }
@@ -585,6 +592,14 @@ def test_restore_pauses_the_timers_and_waits_for_a_running_backup_job(host):
                            restore_report(story, host))
     assert after["released"] and safety >= after["released"]
     assert after["timers"] == ["active", "active"]
+
+
+def test_restore_repairs_a_killed_restore_and_leaves_one_open_database(host):
+    """A killed restore's leftovers (the live database closed, a half-loaded copy beside it) are
+    repaired first; after the swap only the database itself is there, open to connections."""
+    story = restore_story()
+    assert story["restore"].returncode == 0, output(story["restore"])[-3000:]
+    assert story["after"][host.backend.get_hostname()]["databases"] == "tsh_erp:true"
 
 
 def test_restore_releases_the_deploy_lock(host):

@@ -1,0 +1,234 @@
+"""Point-in-time recovery off the droplet, proven by losing data: each db host archives its WAL to a
+repository host over SSH (pgbackrest role). A committed row survives the loss of the whole data
+directory; a recovery to a time brings back what was there then and not what came after; with the
+repository host unreachable the database keeps taking writes, the archiving check alerts, and
+archiving catches up when the repository is back. Debian 12 and Debian 13, each with its own
+repository host (pgBackRest's versions must match)."""
+
+import json
+import os
+import shlex
+import subprocess
+import time
+import uuid
+
+import pytest
+import testinfra
+
+from conftest import REPO, output, run_playbook, start_unit
+
+testinfra_hosts = ["ansible://db"]
+
+RESTORE = REPO / "playbooks/restore.yml"
+ALERTS = "/var/log/tsh-test-alerts.log"
+# What postgres_archive_timeout (10 s in this scenario) promises, with room for a busy test machine:
+# the issue asks for at most 5 minutes.
+RPO_LIMIT_S = 60
+
+
+def hosts(group):
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    return testinfra.get_hosts([f"ansible://{group}"], ansible_inventory=inventory)
+
+
+def sql(host, query):
+    return host.check_output(f"runuser -u postgres -- psql -d tsh_erp -AXqt -v ON_ERROR_STOP=1 -c {shlex.quote(query)}")
+
+
+def write_row(host, note):
+    """Commit a row; return the WAL file its commit is in."""
+    sql(host, "CREATE TABLE IF NOT EXISTS pitr_orders (id serial PRIMARY KEY, note text NOT NULL, "
+              "at timestamptz NOT NULL DEFAULT clock_timestamp())")
+    sql(host, f"INSERT INTO pitr_orders (note) VALUES ('{note}')")
+    # The byte before the insert position: the commit's segment, also when archive_timeout has
+    # switched to a new (empty) segment since.
+    return sql(host, "SELECT pg_walfile_name(pg_current_wal_insert_lsn() - 1)")
+
+
+def archived(host, wal):
+    """Whether the repository holds the WAL file (pgBackRest's own answer, through SSH)."""
+    return host.run(f"runuser -u postgres -- pgbackrest --stanza=tsh archive-get {wal} /dev/null").rc == 0
+
+
+def wait_archived(host, wal, limit=RPO_LIMIT_S * 2):
+    started = time.monotonic()
+    while not archived(host, wal):
+        assert time.monotonic() - started < limit, f"{wal} not archived after {limit} s"
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def rows(host, note):
+    return sql(host, f"SELECT count(*) FROM pitr_orders WHERE note = '{note}'")
+
+
+def recover(target):
+    return run_playbook(RESTORE, "-e", "backups_restore_confirm=tsh_erp", "-e", f"restore_pitr_target={target}")
+
+
+_STORY = {}
+
+
+def story():
+    """Once for both db hosts: a row, its WAL archived (the RPO measured), the data directory lost,
+    restore.yml to latest; then a row before a time and one after, restore.yml to that time."""
+    if _STORY:
+        return _STORY
+    dbs = hosts("db")
+    marker = f"kept-{uuid.uuid4()}"
+    wals = {h.backend.get_hostname(): write_row(h, marker) for h in dbs}
+    committed = time.monotonic()
+    _STORY["rpo_s"] = {}
+    for h in dbs:
+        wait_archived(h, wals[h.backend.get_hostname()])
+        _STORY["rpo_s"][h.backend.get_hostname()] = time.monotonic() - committed
+    # The droplet's data is gone: PostgreSQL stopped, its data directory emptied.
+    for h in dbs:
+        h.run_expect([0], "systemctl stop postgresql 'postgresql@*-main.service'")
+        data = h.check_output("sed -n 's/^pg1-path=//p' /etc/pgbackrest/pgbackrest.conf")
+        h.run_expect([0], f"find {data} -mindepth 1 -delete && test -z \"$(ls -A {data})\"")
+    started = time.monotonic()
+    _STORY["latest"] = recover("latest")
+    _STORY["latest_s"] = time.monotonic() - started
+    _STORY["after_latest"] = {h.backend.get_hostname(): {
+        "rows": rows(h, marker),
+        "recovery": sql(h, "SELECT pg_is_in_recovery()"),
+        "timers": h.run("systemctl is-active tsh-backup.timer tsh-backup-verify.timer").stdout.split(),
+    } for h in dbs}
+    # Archiving goes on after the recovery (on the new timeline).
+    _STORY["after_latest_archived"] = {}
+    for h in dbs:
+        wal = write_row(h, f"after-{marker}")
+        sql(h, "SELECT pg_switch_wal()")
+        _STORY["after_latest_archived"][h.backend.get_hostname()] = wait_archived(h, wal)
+
+    # A row before the target time and one after it, both archived.
+    before, after = f"before-{uuid.uuid4()}", f"after-{uuid.uuid4()}"
+    for h in dbs:
+        write_row(h, before)
+    time.sleep(1.1)  # the target must fall strictly between the two commits, at whole seconds
+    target = time.strftime("%Y-%m-%dT%H:%M:%S+00", time.gmtime())
+    time.sleep(1.1)
+    late_wals = {h.backend.get_hostname(): write_row(h, after) for h in dbs}
+    for h in dbs:
+        sql(h, "SELECT pg_switch_wal()")
+        wait_archived(h, late_wals[h.backend.get_hostname()])
+    started = time.monotonic()
+    _STORY["to_time"] = recover(target)
+    _STORY["to_time_s"] = time.monotonic() - started
+    _STORY["after_time"] = {h.backend.get_hostname(): {"before": rows(h, before), "after": rows(h, after)}
+                            for h in dbs}
+    # The figures for people (README, closing notes): kept beside the scenario's logs.
+    figures = {"rpo_s": _STORY["rpo_s"], "restore_latest_s": _STORY["latest_s"], "restore_to_time_s": _STORY["to_time_s"],
+               "archived_after_recovery_s": _STORY["after_latest_archived"]}
+    (REPO / ".molecule-logs").mkdir(exist_ok=True)
+    (REPO / ".molecule-logs/pitr-figures.json").write_text(json.dumps(figures, indent=1) + "\n")
+    return _STORY
+
+
+def test_committed_row_reaches_the_repository_within_the_rpo(host):
+    """Measured from the commit to pgBackRest holding its WAL file on the repository host."""
+    assert story()["rpo_s"][host.backend.get_hostname()] < RPO_LIMIT_S
+
+
+def test_lost_data_directory_comes_back_with_the_row(host):
+    s = story()
+    assert s["latest"].returncode == 0, output(s["latest"])[-3000:]
+    assert "Recovered the cluster of" in output(s["latest"]) and "to latest from the pgBackRest repository" in output(s["latest"])
+    after = s["after_latest"][host.backend.get_hostname()]
+    assert after == {"rows": "1", "recovery": "f", "timers": ["active", "active"]}
+
+
+def test_archiving_resumes_after_a_recovery(host):
+    assert story()["after_latest_archived"][host.backend.get_hostname()] < RPO_LIMIT_S * 2
+
+
+def test_recovery_to_a_time_keeps_what_came_before_and_drops_what_came_after(host):
+    s = story()
+    assert s["to_time"].returncode == 0, output(s["to_time"])[-3000:]
+    assert s["after_time"][host.backend.get_hostname()] == {"before": "1", "after": "0"}
+    assert "The state before is archived on timeline" in output(s["to_time"])
+
+
+def test_a_target_without_an_offset_is_refused_before_anything_changes(host):
+    started = host.check_output("systemctl show -p ActiveEnterTimestampMonotonic 'postgresql@*-main.service'")
+    run = recover("2026-12-07T12:00:00")
+    assert run.returncode != 0
+    assert "(UTC offset required; got '2026-12-07T12:00:00'). Nothing was changed." in output(run)
+    assert host.check_output("systemctl show -p ActiveEnterTimestampMonotonic 'postgresql@*-main.service'") == started
+
+
+def test_a_target_before_every_backup_is_refused_before_anything_changes(host):
+    run = recover("2000-01-01T00:00:00+00")
+    assert run.returncode != 0
+    assert "holds no backup of stanza tsh that ended before 2000-01-01T00:00:00+00" in output(run)
+    assert sql(host, "SELECT pg_is_in_recovery()") == "f"
+
+
+def repo_of(host):
+    """The repository host of a db host (the scenario pairs them by release)."""
+    name = host.backend.get_hostname().replace("-db", "-repo")
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+
+
+@pytest.fixture()
+def repository_down(host):
+    """The repository host's SSH stopped for the test, started again after it."""
+    repo = repo_of(host)
+    repo.run_expect([0], "systemctl stop ssh.socket ssh.service")
+    yield repo
+    repo.run_expect([0], "systemctl start ssh.service")
+
+
+def test_repository_down_the_site_keeps_writing_archiving_alerts_then_catches_up(host, repository_down):
+    failed_before = int(sql(host, "SELECT failed_count FROM pg_stat_archiver"))
+    note = f"while-down-{uuid.uuid4()}"
+    wal = write_row(host, note)
+    sql(host, "SELECT pg_switch_wal()")
+    host.run_expect([0], "timeout 60 sh -c 'until [ \"$(runuser -u postgres -- psql -AXqt -c "
+                         f"\"SELECT failed_count > {failed_before} FROM pg_stat_archiver\")\" = t ]; do sleep 0.5; done'")
+    # The database still takes writes.
+    write_row(host, f"{note}-2")
+    assert rows(host, note) == "1"
+    rc, log = start_unit(host, "tsh-pgbackrest-archive-check.service", expect=("archiving to the repository fails",))
+    assert rc != 0
+    assert f"archiving to the repository fails: {wal}" in log or "archiving to the repository fails:" in log
+    assert host.run("timeout 30 sh -c 'until grep -q tsh-pgbackrest-archive-check.service "
+                    f"{ALERTS} 2>/dev/null; do sleep 0.5; done'").rc == 0
+    # The repository comes back: the waiting WAL goes, and the check passes again.
+    repository_down.run_expect([0], "systemctl start ssh.service")
+    sql(host, "SELECT pg_switch_wal()")
+    wait_archived(host, wal, limit=120)
+    rc, log = start_unit(host, "tsh-pgbackrest-archive-check.service", expect=("archiving works",))
+    assert rc == 0, log
+
+
+def test_repository_backups_and_verify_run_from_their_units(host):
+    """The repository host's differential backup and its verify succeed from their systemd units;
+    every timer is active and enabled; the repository is encrypted and its settings private."""
+    repo = repo_of(host)
+    for unit in ("tsh-pgbackrest-backup@diff.service", "tsh-pgbackrest-verify.service"):
+        rc, log = start_unit(repo, unit, timeout=120)
+        assert rc == 0, log
+    for timer in ("tsh-pgbackrest-full.timer", "tsh-pgbackrest-diff.timer", "tsh-pgbackrest-verify.timer"):
+        assert repo.service(timer).is_running and repo.service(timer).is_enabled, timer
+    assert host.service("tsh-pgbackrest-archive-check.timer").is_enabled
+    info = repo.check_output("runuser -u pgbackrest -- pgbackrest --stanza=tsh info")
+    assert "cipher: aes-256-cbc" in info and "diff backup:" in info
+    conf = repo.file("/etc/pgbackrest/pgbackrest.conf")
+    assert (conf.user, conf.group, conf.mode) == ("root", "pgbackrest", 0o640)
+    # Encrypted at rest: no file of the repository holds the database's rows in the clear.
+    assert repo.run("grep -rl pitr_orders /var/lib/pgbackrest").stdout == ""
+
+
+def test_after_a_reboot_postgres_is_back_and_archiving_resumes(host):
+    """The db host restarts (its container, systemd as PID 1): PostgreSQL comes up by itself, the
+    archiving check's timer is scheduled again, and a new commit reaches the repository."""
+    name = host.backend.get_hostname()
+    subprocess.run(["docker", "restart", name], check=True, capture_output=True, timeout=120)
+    host.run_expect([0], "timeout 120 sh -c 'until systemctl is-system-running --wait >/dev/null 2>&1 || "
+                         "systemctl is-system-running | grep -q degraded; do sleep 1; done'")
+    host.run_expect([0], "timeout 60 sh -c 'until runuser -u postgres -- pg_isready -q; do sleep 0.5; done'")
+    assert host.service("tsh-pgbackrest-archive-check.timer").is_running
+    wal = write_row(host, f"after-reboot-{uuid.uuid4()}")
+    assert wait_archived(host, wal) < RPO_LIMIT_S
