@@ -230,6 +230,27 @@ def test_status_warns_when_the_serving_colour_does_not_start_at_boot(hosts, firs
     assert shown["warnings"] == []
 
 
+# A reboot ----------------------------------------------------------------------------------------
+def test_after_a_reboot_only_the_serving_colour_nginx_and_postgres_come_up_and_the_site_answers(hosts, first_deploy):
+    """Both droplets restart (their containers, systemd as PID 1): what is enabled at boot comes up by
+    itself, the idle colour stays down, and the API answers through nginx with the same release."""
+    for host in hosts:
+        subprocess.run(["docker", "stop", host.backend.get_hostname()], check=True, capture_output=True, timeout=120)
+        subprocess.run(["docker", "start", host.backend.get_hostname()], check=True, capture_output=True, timeout=60)
+    for host in hosts:
+        host.run_expect([0], "timeout 120 sh -c 'until state=$(systemctl is-system-running); "
+                             "[ \"$state\" = running ] || [ \"$state\" = degraded ]; do sleep 1; done'")
+        units = "tsh_erp-blue tsh_erp-green nginx 'postgresql@*-main.service'"
+        states = host.run(f"systemctl is-active {units}").stdout.split()
+        assert states == ["active", "inactive", "active", "active"], (host.backend.get_hostname(), states)
+        # Until the colour answers (nginx's 502 page meanwhile: -f makes curl fail on it).
+        deadline = time.monotonic() + 60
+        while (page := https(host, "erp.tsh.sale", "/health", "-f")).rc != 0 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert page.rc == 0, page.stderr
+        assert json.loads(page.stdout)["version"] == "s1"
+
+
 # The deploy lock ---------------------------------------------------------------------------------
 LOCK = "/opt/tsh_erp/deploy/lock"
 
