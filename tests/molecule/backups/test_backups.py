@@ -600,6 +600,8 @@ def test_restore_repairs_a_killed_restore_and_leaves_one_open_database(host):
     story = restore_story()
     assert story["restore"].returncode == 0, output(story["restore"])[-3000:]
     assert story["after"][host.backend.get_hostname()]["databases"] == "tsh_erp:true"
+    repair = output(story["restore"]).split("Repair what a killed restore left", 1)[1].split("TASK [", 1)[0]
+    assert f"changed: [{host.backend.get_hostname()}]" in repair
 
 
 def test_restore_releases_the_deploy_lock(host):
