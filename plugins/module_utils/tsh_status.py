@@ -558,7 +558,7 @@ def render_cell(cell, label=20):
                        f"{', ' + backup['label'] if backup.get('label') else ''}), {len(backup['files'])} files, "
                        f"{size(backup['size_bytes'])}")
     lines.append(line("Last backup", backup_text))
-    kept = (backup or {}).get("kept") if cell["reached"]["db"] and not (backup or {}).get("error") else None
+    kept = (backup or {}).get("kept")  # none when the db host was not reached or its record unreadable
     if kept:
         disk = kept["disk"]
         held = kept["error"] if "error" in kept else f"{kept['dumps']} dump{'' if kept['dumps'] == 1 else 's'}, {size(kept['bytes'])} in all"
