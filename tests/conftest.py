@@ -148,6 +148,11 @@ def start_unit(host, unit: str, expect: tuple[str, ...] = (), timeout: float = 3
         time.sleep(0.5)
 
 
+def sql(host, query: str, db: str = "tsh_erp") -> str:
+    """A query's result on a db host, as postgres over the local socket (psql -At, stops on error)."""
+    return host.check_output(f"runuser -u postgres -- psql -d {db} -AXqt -v ON_ERROR_STOP=1 -c {shlex.quote(query)}")
+
+
 def output(run) -> str:
     """stdout and stderr of a run_playbook() result with all whitespace folded to single spaces,
     so a message wrapped by the callback still matches as one line."""

@@ -14,7 +14,7 @@ import uuid
 import pytest
 import testinfra
 
-from conftest import REPO, output, run_playbook, start_unit
+from conftest import REPO, output, run_playbook, sql, start_unit
 
 testinfra_hosts = ["ansible://targets"]
 
@@ -27,10 +27,6 @@ RESTORE = REPO / "playbooks/restore.yml"
 IMAGES = "/opt/tsh_erp/shared/app/images"
 UPLOAD = f"{IMAGES}/thumbs/product-1.png"
 MISSING = "/opt/tsh_erp/shared/app/documents"
-
-
-def sql(host, query, db="tsh_erp"):
-    return host.check_output(f"runuser -u postgres -- psql -d {db} -AXqt -v ON_ERROR_STOP=1 -c {shlex.quote(query)}")
 
 
 def dumps(host, prefix="tsh_erp", ext="dump"):

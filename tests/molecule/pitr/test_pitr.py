@@ -7,7 +7,6 @@ repository host (pgBackRest's versions must match)."""
 
 import json
 import os
-import shlex
 import subprocess
 import time
 import uuid
@@ -15,7 +14,7 @@ import uuid
 import pytest
 import testinfra
 
-from conftest import REPO, output, run_playbook, start_unit
+from conftest import REPO, output, run_playbook, sql, start_unit
 
 testinfra_hosts = ["ansible://db"]
 
@@ -29,10 +28,6 @@ RPO_LIMIT_S = 60
 def hosts(group):
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     return testinfra.get_hosts([f"ansible://{group}"], ansible_inventory=inventory)
-
-
-def sql(host, query):
-    return host.check_output(f"runuser -u postgres -- psql -d tsh_erp -AXqt -v ON_ERROR_STOP=1 -c {shlex.quote(query)}")
 
 
 def write_row(host, note):
