@@ -326,7 +326,8 @@ def test_lock_wait_is_bounded(host):
 
 
 def test_refuses_to_start_when_disk_is_nearly_full(host):
-    """A 1 MB file system over the backup directory: the service fails with a clear line and alerts."""
+    """Fault table, row "disk nearly full": a 1 MB file system over the backup directory; the service
+    fails with a clear line and alerts."""
     host.run_expect([0], f"mount -t tmpfs -o size=1m,mode=0700,uid=postgres,gid=postgres tsh-test-full {DIR}")
     try:
         rc, log = start_unit(host, "tsh-backup.service", expect=("refusing to start",))
@@ -355,6 +356,7 @@ def test_verify_restores_the_newest_dump(host):
 
 
 def test_damaged_dump_fails_verify_loudly_and_alerts(host):
+    """Fault table, row "corrupted dump": the nightly check fails, keeps the last good verdict and alerts."""
     name = backup_now(host)
     before = host.file("/var/lib/tsh-backups/verify.json").content_string
     host.run_expect([0], f"rm -f {ALERTS}")
@@ -486,7 +488,7 @@ def restore_story():
         t.run_expect([0], "rm -f /var/tmp/tsh-test-timers-seen /var/tmp/tsh-test-released")
         hold_backup_lock(t, "timeout 300 sh -c 'while systemctl is-active -q tsh-backup.timer || "
                             "systemctl is-active -q tsh-backup-verify.timer; do sleep 0.2; done'; "
-                            "systemctl is-active tsh-backup.timer tsh-backup-verify.timer > /var/tmp/tsh-test-timers-seen; "
+                            "systemctl is-active tsh-backup.timer tsh-backup-verify.timer tsh-backup-resume.timer > /var/tmp/tsh-test-timers-seen; "
                             "date -u +%Y%m%dT%H%M%SZ > /var/tmp/tsh-test-released")
     _RESTORE["restore"] = run_playbook(RESTORE, *inventory, "-e", "backups_restore_confirm=tsh_erp")
     os.unlink(skip_files)
@@ -502,7 +504,7 @@ def restore_story():
             "uploads": uploads(t, story_upload),
             "timers_seen": t.run("cat /var/tmp/tsh-test-timers-seen").stdout.split(),
             "released": t.run("cat /var/tmp/tsh-test-released").stdout.strip(),
-            "timers": t.run("systemctl is-active tsh-backup.timer tsh-backup-verify.timer").stdout.split(),
+            "timers": t.run("systemctl is-active tsh-backup.timer tsh-backup-verify.timer tsh-backup-resume.timer").stdout.split(),
             "databases": sql(t, r"SELECT string_agg(datname || ':' || datallowconn, ',' ORDER BY datname) FROM pg_database "
                                 r"WHERE datname LIKE 'tsh\_erp%'", db="postgres"),
         }
@@ -583,11 +585,35 @@ def test_restore_pauses_the_timers_and_waits_for_a_running_backup_job(host):
     story = restore_story()
     assert story["restore"].returncode == 0, output(story["restore"])[-3000:]
     after = story["after"][host.backend.get_hostname()]
-    assert after["timers_seen"] == ["inactive", "inactive"]
+    # Paused, with tsh-backup-resume.timer armed should the restore be killed.
+    assert after["timers_seen"] == ["inactive", "inactive", "active"]
     (safety,) = re.findall(r"Safety dump of the state before: /opt/tsh_erp/backups/tsh_erp_(\d{8}T\d{6}Z)[.]dump",
                            restore_report(story, host))
     assert after["released"] and safety >= after["released"]
-    assert after["timers"] == ["active", "active"]
+    assert after["timers"] == ["active", "active", "inactive"]
+
+
+def test_timers_paused_by_a_killed_run_resume_by_themselves(host):
+    """A deploy or restore killed while the timers are paused (tasks/timers.yml stopped them and armed
+    tsh-backup-resume.timer, then nothing resumed them): the resume timer starts them again. Its delay
+    (backups_pause_max_s) is cut to 2 s by a runtime drop-in."""
+    dropin = "/run/systemd/system/tsh-backup-resume.timer.d"
+    host.run_expect([0], f"mkdir -p {dropin} && printf '[Timer]\\nOnActiveSec=\\nOnActiveSec=2s\\n' > {dropin}/test.conf"
+                         " && systemctl daemon-reload")
+    try:
+        host.run_expect([0], "systemctl stop tsh-backup.timer tsh-backup-verify.timer tsh-backup-resume.timer"
+                             " && systemctl start tsh-backup-resume.timer")
+        states = "systemctl is-active tsh-backup.timer tsh-backup-verify.timer tsh-backup-resume.timer"
+        assert host.run(states).stdout.split() == ["inactive", "inactive", "active"]
+        deadline = time.monotonic() + 30
+        while host.run(states).stdout.split() != ["active", "active", "inactive"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert host.run(states).stdout.split() == ["active", "active", "inactive"]
+        journal = host.check_output("journalctl -u tsh-backup-resume.service --no-pager -o cat")
+        assert "tsh-backup-resume.service: Deactivated successfully" in journal, journal
+    finally:
+        host.run_expect([0], f"rm -rf {dropin} && systemctl daemon-reload"
+                             " && systemctl start tsh-backup.timer tsh-backup-verify.timer")
 
 
 def test_restore_repairs_a_killed_restore_and_leaves_one_open_database(host):

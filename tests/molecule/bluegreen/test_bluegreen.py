@@ -1,7 +1,7 @@
 """Blue/green deploys of the sample app, end to end, on every target.
 
 The steps run in file order and each builds on the one before (module-scoped fixtures):
-v1 (blue), v2 (green), a release whose health fails, rollback refused while the other colour is
+v1 (blue), v2 (green, with a migration), a deploy while the database is down, a release whose health fails, rollback refused while the other colour is
 unhealthy, a concurrent deploy refused by the lock, a broken nginx config at switch time, and a
 rollback to the healthy previous release. Then the real backend's shape (tests/fixtures/tsh_backend:
 a Socket.IO wrapper entry, /health without database state or release id, a slow start, uploads
@@ -169,8 +169,11 @@ def test_units_run_unprivileged_on_loopback(hosts, step_v1):
 # 2. v2 into green --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def step_v2(step_v1, build_dir, webhook):
-    run = deploy(build_dir, "v2", "-e", f"deploy_webhook_url={webhook.url}")
+    started = time.time()
+    run = deploy(build_dir, "v2", "-e", f"deploy_webhook_url={webhook.url}",
+                 "-e", '{"deploy_migration_command": "python -m app.migrate"}')
     assert run.returncode == 0, output(run)[-4000:]
+    run.started = started
     return run
 
 
@@ -215,13 +218,78 @@ def test_static_frontends_switch_with_the_backend(hosts, step_v2):
             assert page.rc == 0 and "sample" in page.stdout, page.stdout
 
 
-# 3. an unhealthy release is refused ---------------------------------------------------------
+def systemd_events(host, since, *units):
+    """(time, unit, message) of what systemd logged about these units since the epoch `since`."""
+    args = " ".join(f"-u {unit}" for unit in units)
+    lines = host.check_output(f"journalctl -o json --since @{int(since)} _PID=1 {args}").splitlines()
+    events = [json.loads(line) for line in lines]
+    return [(int(e["__REALTIME_TIMESTAMP"]), e.get("UNIT", ""), e["MESSAGE"]) for e in events]
+
+
+def first(events, prefix):
+    times = [when for when, _unit, message in events if message.startswith(prefix)]
+    assert times, (prefix, events)
+    return times[0]
+
+
+def test_migration_ran_before_the_switch_with_the_backup_timers_paused(hosts, step_v2):
+    """The migration ran once with the new release; the backup timers were paused before the
+    pre-deploy backup and resumed after the migration, so no timer's pg_dump held locks a migration
+    waits for."""
+    for host in hosts:
+        rows = host.check_output("runuser -u postgres -- psql -XAt -d tsh_erp -c 'SELECT version FROM tsh_migrations'")
+        assert rows.split() == ["v2"]
+        events = systemd_events(host, step_v2.started, "tsh-backup.timer", "tsh-backup-verify.timer",
+                                "tsh_erp-migrate-v2.service")
+        migrated = first(events, "tsh_erp-migrate-v2.service: Deactivated successfully")
+        assert first(events, "Stopped tsh-backup.timer") < first(events, "Started tsh_erp-migrate-v2") < migrated
+        assert first(events, "Stopped tsh-backup-verify.timer") < migrated
+        assert [when for when, _u, m in events if m.startswith("Started tsh-backup.timer") and when > migrated]
+        assert host.service("tsh-backup.timer").is_running and host.service("tsh-backup-verify.timer").is_running
+
+
+# 3. fault "database down during a deploy": refused before anything changes ----------------
+@pytest.fixture(scope="module")
+def step_database_down(step_v2, build_dir, hosts):
+    backups_before = [host.check_output("ls /opt/tsh_erp/backups") for host in hosts]
+    with fault("systemctl stop postgresql", "systemctl start postgresql"):
+        run = deploy(build_dir, "v1")
+        during = [served(host) for host in hosts]
+    assert [host.check_output("ls /opt/tsh_erp/backups") for host in hosts] == backups_before
+    return run, during
+
+
+def test_database_down_refuses_the_deploy_before_anything_changes(hosts, step_database_down):
+    """Fault table, row "database down during a deploy": refused before any host changes, the serving
+    colour keeps answering, and the same colour answers healthy once PostgreSQL is back."""
+    run, during = step_database_down
+    assert run.returncode != 0
+    text = output(run)
+    assert f"Deploy of v1 to {FIRST} failed in phase backup: the database tsh_erp on {FIRST} does not answer" in text
+    assert "Start PostgreSQL there (systemctl start postgresql" in text and "Nothing was changed." in text
+    # nginx kept routing to v2 (answering that its database is down); nothing moved.
+    assert [(body["version"], body["database"]["status"]) for body in during] == [("v2", "unhealthy")] * len(hosts)
+    for host in hosts:
+        assert active_link(host).endswith("tsh_erp_green.conf")
+        assert host.service("tsh_erp-green").is_running and not host.service("tsh_erp-blue").is_running
+        assert host.file("/opt/tsh_erp/current-blue").linked_to.endswith("releases/v1")
+        if host.backend.get_hostname() == FIRST:
+            record = audit(host)[-1]
+            assert record["outcome"] == "failed" and record["version"] == "v1" and record["failed_phase"] == "backup"
+        assert host.service("tsh-backup.timer").is_running
+        assert not host.file("/opt/tsh_erp/deploy/lock").exists
+        # The database is back: v2 answers healthy again without a restart.
+        assert served(host)["database"]["status"] == "healthy"
+
+
+# 4. an unhealthy release is refused ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def step_unhealthy(step_v2, build_dir, webhook):
     return deploy(build_dir, "v3-unhealthy", "-e", f"deploy_webhook_url={webhook.url}")
 
 
 def test_unhealthy_release_is_refused_and_v2_keeps_serving(hosts, step_unhealthy):
+    """Fault table, row "unhealthy release": the gate refuses it, v2 keeps serving."""
     for host in hosts:
         assert step_unhealthy.returncode != 0
         text = output(step_unhealthy)
@@ -249,7 +317,7 @@ def test_webhook_reports_the_failure(step_unhealthy, webhook):
     assert "failed (gate:" in post["text"]
 
 
-# 4. rollback refused while the other colour is unhealthy -------------------------------------
+# 5. rollback refused while the other colour is unhealthy -------------------------------------
 @pytest.fixture(scope="module")
 def step_rollback_refused(step_unhealthy):
     faults = "/opt/tsh_erp/releases/v1/FAULTS.json"
@@ -266,7 +334,7 @@ def test_rollback_refused_when_other_colour_unhealthy(hosts, step_rollback_refus
         assert not host.service("tsh_erp-blue").is_running
 
 
-# 5. a second concurrent deploy is refused by the lock ----------------------------------------
+# 6. a second concurrent deploy is refused by the lock ----------------------------------------
 @pytest.fixture(scope="module")
 def step_concurrent(step_rollback_refused, build_dir):
     cmd, env = playbook_command(REPO / "deploy.yml", "-i", GROUPS, "-e", "release_version=v1",
@@ -297,7 +365,7 @@ def test_concurrent_deploy_refused_by_lock(hosts, step_concurrent):
         assert active_link(host).endswith("tsh_erp_blue.conf")
 
 
-# 6. a broken nginx config at switch time leaves the old link ----------------------------------
+# 7. a broken nginx config at switch time leaves the old link ----------------------------------
 @pytest.fixture(scope="module")
 def step_broken_nginx(step_concurrent, build_dir):
     upstream = "/etc/nginx/upstreams/tsh_erp_green.conf"
@@ -307,6 +375,7 @@ def step_broken_nginx(step_concurrent, build_dir):
 
 
 def test_broken_nginx_at_switch_keeps_old_link(hosts, step_broken_nginx):
+    """Fault table, row "broken nginx file at the switch": the link goes back, the old colour serves."""
     for host in hosts:
         assert step_broken_nginx.returncode != 0
         assert "nginx -t failed after the switch" in output(step_broken_nginx)
@@ -317,7 +386,7 @@ def test_broken_nginx_at_switch_keeps_old_link(hosts, step_broken_nginx):
             assert audit(host)[-1]["failed_phase"] == "switch"
 
 
-# 7. rollback to the healthy previous release ------------------------------------------------
+# 8. rollback to the healthy previous release ------------------------------------------------
 @pytest.fixture(scope="module")
 def step_rollback(step_broken_nginx):
     run = rollback()
@@ -351,7 +420,7 @@ def test_status_reports_colours_and_deploys(step_rollback):
         assert cell["lock"] is None and cell["deploys"][-1]["operation"] == "rollback"
 
 
-# 8. the real backend's shape -----------------------------------------------------------------
+# 9. the real backend's shape -----------------------------------------------------------------
 BACKEND = REPO / "tests/fixtures/tsh_backend"
 # What inventories/production sets for the real backend (its contract, entry point, shared paths).
 BACKEND_VARS = json.dumps({
