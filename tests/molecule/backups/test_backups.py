@@ -483,11 +483,12 @@ def restore_story():
         sql(t, "CREATE DATABASE tsh_erp__restore", db="postgres")
         sql(t, "ALTER DATABASE tsh_erp WITH ALLOW_CONNECTIONS false", db="postgres")
     # A backup job is running when the restore starts: the holder lets go of the backup lock once it
-    # sees both timers paused (at most 5 min), noting what it saw and when.
+    # sees both timers paused and the resume timer armed (at most 5 min), noting what it saw and when.
     for t in targets:
         t.run_expect([0], "rm -f /var/tmp/tsh-test-timers-seen /var/tmp/tsh-test-released")
         hold_backup_lock(t, "timeout 300 sh -c 'while systemctl is-active -q tsh-backup.timer || "
-                            "systemctl is-active -q tsh-backup-verify.timer; do sleep 0.2; done'; "
+                            "systemctl is-active -q tsh-backup-verify.timer || "
+                            "! systemctl is-active -q tsh-backup-resume.timer; do sleep 0.2; done'; "
                             "systemctl is-active tsh-backup.timer tsh-backup-verify.timer tsh-backup-resume.timer > /var/tmp/tsh-test-timers-seen; "
                             "date -u +%Y%m%dT%H%M%SZ > /var/tmp/tsh-test-released")
     _RESTORE["restore"] = run_playbook(RESTORE, *inventory, "-e", "backups_restore_confirm=tsh_erp")
