@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import time
 
 import pytest
 
@@ -309,9 +308,7 @@ def test_restore_stops_and_starts_the_app_hosts_under_the_lock(step_rollback):
         assert unit(app, "tsh_erp-blue") == "active", app
         assert sh(app, "systemctl show -p ActiveEnterTimestampMonotonic --value tsh_erp-blue") != started[app], app
     assert sh(WEB, "test ! -e /opt/tsh_erp/deploy/lock && echo free") == "free"
-    # uvicorn answers a moment after systemd reports the unit started.
-    for _ in range(30):
-        if served().get("version") == "v1":
-            break
-        time.sleep(1)
+    # restore.yml ended only once each app host's active colour passed the deploy's health gate.
+    for app in APPS:
+        assert f"{app} tsh_erp-blue (v1)" in output(run), app
     assert served()["version"] == "v1"
