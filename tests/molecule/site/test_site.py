@@ -232,7 +232,7 @@ def test_status_warns_when_the_serving_colour_does_not_start_at_boot(hosts, firs
 
 # A reboot ----------------------------------------------------------------------------------------
 def test_after_a_reboot_only_the_serving_colour_nginx_and_postgres_come_up_and_the_site_answers(hosts, first_deploy):
-    """Both droplets restart (their containers, systemd as PID 1): what is enabled at boot comes up by
+    """Fault table, row "reboot": both droplets restart (their containers, systemd as PID 1): what is enabled at boot comes up by
     itself, the idle colour stays down, and the API answers through nginx with the same release."""
     for host in hosts:
         subprocess.run(["docker", "stop", host.backend.get_hostname()], check=True, capture_output=True, timeout=120)
