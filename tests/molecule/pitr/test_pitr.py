@@ -17,7 +17,8 @@ import testinfra
 
 from conftest import REPO, output, run_playbook, sql, start_unit
 
-testinfra_hosts = ["ansible://db"]
+# The db hosts with a repository host (test_pitr_s3.py: the one with an S3 repository).
+testinfra_hosts = ["ansible://db_ssh"]
 
 RESTORE = REPO / "playbooks/restore.yml"
 ALERTS = "/var/log/tsh-test-alerts.log"
@@ -58,8 +59,9 @@ def rows(host, note):
     return sql(host, f"SELECT count(*) FROM pitr_orders WHERE note = '{note}'")
 
 
-def recover(target):
-    return run_playbook(RESTORE, "-e", "backups_restore_confirm=tsh_erp", "-e", f"restore_pitr_target={target}")
+def recover(target, limit="db_ssh"):
+    return run_playbook(RESTORE, "-e", "backups_restore_confirm=tsh_erp", "-e", f"restore_pitr_target={target}",
+                        limit=limit)
 
 
 _STORY = {}
@@ -70,7 +72,7 @@ def story():
     restore.yml to latest; then a row before a time and one after, restore.yml to that time."""
     if _STORY:
         return _STORY
-    dbs = hosts("db")
+    dbs = hosts("db_ssh")
     marker = f"kept-{uuid.uuid4()}"
     wals = {h.backend.get_hostname(): write_row(h, marker) for h in dbs}
     committed = time.monotonic()
