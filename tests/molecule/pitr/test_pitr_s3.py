@@ -8,13 +8,22 @@ import re
 import time
 import uuid
 
-from conftest import output, sql, start_unit
+from conftest import REPO, output, sql, start_unit
 from test_pitr import RPO_LIMIT_S, SUMMARY, archived, hosts, recover, rows, wait_archived, write_row
 
 testinfra_hosts = ["ansible://db_s3"]
 
 BUCKET = "tsh-pitr"
 PREFIX = "tsh/db12s3"
+
+
+def record(name, value):
+    """Keep a figure beside the SSH repository's in .molecule-logs/pitr-figures.json (key s3)."""
+    figures = REPO / ".molecule-logs/pitr-figures.json"
+    data = json.loads(figures.read_text()) if figures.exists() else {}
+    data.setdefault("s3", {})[name] = value
+    figures.parent.mkdir(exist_ok=True)
+    figures.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def s3_server():
@@ -45,7 +54,9 @@ def test_configuration_is_private_and_names_the_bucket_over_verified_tls(host):
 
 def test_a_committed_row_reaches_the_bucket(host):
     wal = write_row(host, f"s3-{uuid.uuid4()}")
-    assert wait_archived(host, wal) < RPO_LIMIT_S
+    took = wait_archived(host, wal)
+    record("rpo_s", round(took, 1))
+    assert took < RPO_LIMIT_S
     assert any(key.split("/")[-1].startswith(wal) for key in bucket_keys(f"{PREFIX}/archive/tsh/")), wal
 
 
@@ -67,8 +78,10 @@ def test_backups_land_in_the_bucket_from_the_db_hosts_own_units(host):
 
 
 def test_restore_check_runs_on_the_db_host_beside_the_live_cluster(host):
+    started = time.monotonic()
     rc, log = start_unit(host, "tsh-pgbackrest-restore-check.service", expect=("restored, recovered and read",),
                          timeout=300)
+    record("restore_check_unit_s", round(time.monotonic() - started, 1))
     assert rc == 0, log
     found = SUMMARY.search(log)
     assert found and int(found["tables"]) >= 1, log
@@ -95,4 +108,4 @@ def test_lost_data_directory_comes_back_from_the_bucket_with_the_row(host):
     sql(host, "SELECT pg_switch_wal()")
     assert wait_archived(host, wal) < RPO_LIMIT_S * 2
     assert archived(host, wal)
-    print(f"s3 restore to latest: {took:.1f} s")
+    record("restore_latest_s", round(took, 1))
