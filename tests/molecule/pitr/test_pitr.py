@@ -7,6 +7,7 @@ repository host (pgBackRest's versions must match)."""
 
 import json
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -16,7 +17,8 @@ import testinfra
 
 from conftest import REPO, output, run_playbook, sql, start_unit
 
-testinfra_hosts = ["ansible://db"]
+# The db hosts with a repository host (test_pitr_s3.py: the one with an S3 repository).
+testinfra_hosts = ["ansible://db_ssh"]
 
 RESTORE = REPO / "playbooks/restore.yml"
 ALERTS = "/var/log/tsh-test-alerts.log"
@@ -57,8 +59,9 @@ def rows(host, note):
     return sql(host, f"SELECT count(*) FROM pitr_orders WHERE note = '{note}'")
 
 
-def recover(target):
-    return run_playbook(RESTORE, "-e", "backups_restore_confirm=tsh_erp", "-e", f"restore_pitr_target={target}")
+def recover(target, limit="db_ssh"):
+    return run_playbook(RESTORE, "-e", "backups_restore_confirm=tsh_erp", "-e", f"restore_pitr_target={target}",
+                        limit=limit)
 
 
 _STORY = {}
@@ -69,7 +72,7 @@ def story():
     restore.yml to latest; then a row before a time and one after, restore.yml to that time."""
     if _STORY:
         return _STORY
-    dbs = hosts("db")
+    dbs = hosts("db_ssh")
     marker = f"kept-{uuid.uuid4()}"
     wals = {h.backend.get_hostname(): write_row(h, marker) for h in dbs}
     committed = time.monotonic()
@@ -214,6 +217,114 @@ def test_repository_backups_and_verify_run_from_their_units(host):
     assert (conf.user, conf.group, conf.mode) == ("root", "pgbackrest", 0o640)
     # Encrypted at rest: no file of the repository holds the database's rows in the clear.
     assert repo.run("grep -rl pitr_orders /var/lib/pgbackrest").stdout == ""
+
+
+RESTORE_CHECK = "tsh-pgbackrest-restore-check.service"
+SCRATCH = "/var/lib/tsh-pgbackrest-check"
+SUMMARY = re.compile(r"tsh-pgbackrest-restore-check: stanza tsh: backup (?P<label>\S+) \((?P<type>full|diff|incr), "
+                     r"PostgreSQL (?P<version>\d+), \d+ MiB\) restored, recovered and read in (?P<seconds>\d+) s: "
+                     r"database tsh_erp has (?P<tables>\d+) tables, dumped to \d+ bytes")
+
+
+def newest_backup(repo):
+    info = json.loads(repo.check_output("runuser -u pgbackrest -- pgbackrest --stanza=tsh --output=json info"))
+    return info[0]["backup"][-1]["label"]
+
+
+def alerts(repo, unit):
+    """How often the test's alert command was run for unit (it appends a line to ALERTS)."""
+    return repo.run(f"cat {ALERTS}").stdout.count(f" {unit} ")
+
+
+def wait_alert(repo, unit, before, limit=30):
+    started = time.monotonic()
+    while alerts(repo, unit) <= before:
+        assert time.monotonic() - started < limit, f"no alert for {unit} within {limit} s"
+        time.sleep(0.5)
+
+
+def scratch_left(repo):
+    """What the restore check left in its scratch directory (nothing), and servers still running."""
+    return repo.check_output(f"ls -A {SCRATCH}"), repo.run("pgrep -u pgbackrest -x postgres").stdout
+
+
+@pytest.fixture()
+def damaged_newest_backup(host):
+    """A file of the repository's newest backup damaged for the test (pg_control: every backup has
+    its own copy), put back after it."""
+    repo = repo_of(host)
+    label = newest_backup(repo)
+    path = f"/var/lib/pgbackrest/backup/tsh/{label}/pg_data/global/pg_control.zst"
+    repo.run_expect([0], f"cp -p {path} /var/tmp/pg_control.keep && "
+                         f"printf damaged-damaged-damaged | dd of={path} bs=1 seek=40 conv=notrunc status=none")
+    try:
+        yield label
+    finally:
+        repo.run_expect([0], f"cp -p /var/tmp/pg_control.keep {path} && rm /var/tmp/pg_control.keep")
+
+
+def test_restore_check_fails_and_alerts_on_a_damaged_backup(host, damaged_newest_backup):
+    repo = repo_of(host)
+    before = alerts(repo, RESTORE_CHECK)
+    rc, log = start_unit(repo, RESTORE_CHECK, expect=("failed",), timeout=120)
+    assert rc != 0
+    assert f"stanza tsh: restoring backup {damaged_newest_backup} failed" in log and "checksum" in log, log
+    wait_alert(repo, RESTORE_CHECK, before)
+    assert scratch_left(repo) == ("", "")
+
+
+@pytest.fixture()
+def tiny_scratch(host):
+    """The restore check's scratch directory on a 1 MiB filesystem for the test."""
+    repo = repo_of(host)
+    repo.run_expect([0], f"mount -t tmpfs -o size=1m,mode=0700,uid=$(id -u pgbackrest),gid=$(id -g pgbackrest) "
+                         f"tsh-test-scratch {SCRATCH}")
+    try:
+        yield repo
+    finally:
+        repo.run_expect([0], f"umount {SCRATCH}")
+
+
+def test_restore_check_refuses_and_alerts_without_room(host, tiny_scratch):
+    repo = tiny_scratch
+    before = alerts(repo, RESTORE_CHECK)
+    rc, log = start_unit(repo, RESTORE_CHECK, expect=("nothing was restored",))
+    assert rc != 0
+    assert re.search(rf"stanza tsh: backup \S+ needs \d+ MiB in {SCRATCH} \(database \d+ MiB \+ reserve 1024 MiB\) "
+                     r"but only [01] MiB are free there: nothing was restored", log), log
+    wait_alert(repo, RESTORE_CHECK, before)
+
+
+_FIGURES = {}
+
+
+def test_restore_check_restores_recovers_and_reads_the_newest_backup(host):
+    """The repository host restores the newest backup (after the differential above: pitr_orders is
+    in it) into its scratch directory, recovers it in a PostgreSQL of the db host's major version
+    and reads the application database; nothing is left behind, and the image's own cluster on the
+    repository host stays as it was (stopped)."""
+    repo = repo_of(host)
+    clusters = repo.check_output("pg_lsclusters -h")
+    label = newest_backup(repo)
+    started = time.monotonic()
+    rc, log = start_unit(repo, RESTORE_CHECK, expect=("restored, recovered and read",), timeout=300)
+    took = time.monotonic() - started
+    assert rc == 0, log
+    found = SUMMARY.search(log)
+    assert found, log
+    assert found["label"] == label
+    assert int(found["version"]) == int(sql(host, "SHOW server_version_num")) // 10000
+    assert int(found["tables"]) >= 1
+    assert scratch_left(repo) == ("", "")
+    assert repo.check_output("pg_lsclusters -h") == clusters
+    timer = repo.service("tsh-pgbackrest-restore-check.timer")
+    assert timer.is_running and timer.is_enabled
+    _FIGURES[host.backend.get_hostname()] = {"unit_s": round(took, 1), "script_s": int(found["seconds"])}
+    figures = REPO / ".molecule-logs/pitr-figures.json"
+    if figures.exists():
+        data = json.loads(figures.read_text())
+        data["restore_check_s"] = _FIGURES
+        figures.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def test_after_a_reboot_postgres_is_back_and_archiving_resumes(host):
