@@ -179,6 +179,8 @@ def repository_down(host):
 
 
 def test_repository_down_the_site_keeps_writing_archiving_alerts_then_catches_up(host, repository_down):
+    """Fault table, row "repository host down": commits go on, WAL waits on the db host, the
+    archiving check alerts, and the waiting WAL reaches the repository once it is back."""
     failed_before = int(sql(host, "SELECT failed_count FROM pg_stat_archiver"))
     note = f"while-down-{uuid.uuid4()}"
     wal = write_row(host, note)
@@ -328,8 +330,9 @@ def test_restore_check_restores_recovers_and_reads_the_newest_backup(host):
 
 
 def test_after_a_reboot_postgres_is_back_and_archiving_resumes(host):
-    """The db host restarts (its container, systemd as PID 1): PostgreSQL comes up by itself, the
-    archiving check's timer is scheduled again, and a new commit reaches the repository."""
+    """Fault table, row "reboot": the db host restarts (its container, systemd as PID 1); PostgreSQL
+    comes up by itself, the archiving check's timer is scheduled again, and a new commit reaches the
+    repository."""
     name = host.backend.get_hostname()
     subprocess.run(["docker", "restart", name], check=True, capture_output=True, timeout=120)
     host.run_expect([0], "timeout 120 sh -c 'until systemctl is-system-running --wait >/dev/null 2>&1 || "
