@@ -9,11 +9,17 @@ import pathlib
 import re
 import shlex
 import subprocess
+import sys
 import time
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+# This checkout as the collection tsh.infra (collections/ansible_collections/tsh/infra is a symlink to
+# it): plugins import their module_utils as ansible_collections.tsh.infra.plugins.module_utils.*.
+COLLECTIONS = REPO / "collections"
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
 
 
 def scenario_name() -> str:
@@ -81,6 +87,7 @@ def playbook_command(playbook: str | pathlib.Path, *args: str, limit: str | None
     env["ANSIBLE_MODULE_UTILS"] = str(REPO / "plugins/module_utils")
     env["ANSIBLE_ACTION_PLUGINS"] = str(REPO / "plugins/action")
     env["ANSIBLE_FILTER_PLUGINS"] = str(REPO / "plugins/filter")
+    env["ANSIBLE_COLLECTIONS_PATH"] = ":".join([str(COLLECTIONS), *filter(None, [env.get("ANSIBLE_COLLECTIONS_PATH")])])
     env["ANSIBLE_FORCE_COLOR"] = "0"
     env["ANSIBLE_NOCOLOR"] = "1"
     cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook), *args]

@@ -56,5 +56,6 @@ class ActionModule(ActionBase):
                 item["content"] = template.run([path], variables=task_vars, template_vars=template_vars)[0]
             files.append(item)
         args["files"] = files
-        result.update(self._execute_module(module_name="tsh_config_files", module_args=args, task_vars=task_vars))
+        # The module of this action's name, where the action was found (tsh.infra.* or ansible.cfg's library).
+        result.update(self._execute_module(module_name=self._task.resolved_action, module_args=args, task_vars=task_vars))
         return result

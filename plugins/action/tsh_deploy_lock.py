@@ -5,21 +5,11 @@ module_utils/tsh_lock.py, class Controller)."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
+from ansible_collections.tsh.infra.plugins.module_utils import tsh_lock as utils
 
-_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils", "tsh_lock.py")
 _PUBLIC = ("state", "path", "version", "operation", "this_run", "confirm")
-
-
-def _load_lock_utils():
-    spec = importlib.util.spec_from_file_location("tsh_lock_utils", _UTILS)
-    utils = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(utils)
-    return utils
 
 
 class ActionModule(ActionBase):
@@ -29,7 +19,6 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        utils = _load_lock_utils()
         spec = {k: v for k, v in utils.ARGUMENT_SPEC.items() if k in _PUBLIC}
         validated = ArgumentSpecValidator(spec).validate(dict(self._task.args))
         if validated.error_messages:
@@ -38,7 +27,8 @@ class ActionModule(ActionBase):
         args = validated.validated_parameters
 
         def call(module_args):
-            return self._execute_module(module_name="tsh_deploy_lock", module_args=module_args, task_vars=task_vars)
+            # The module of this action's name, where the action was found (tsh.infra.* or ansible.cfg's library).
+            return self._execute_module(module_name=self._task.resolved_action, module_args=module_args, task_vars=task_vars)
 
         controller = utils.Controller(
             call, utils.controller_facts(),

@@ -25,7 +25,8 @@ class ActionModule(ActionBase):
                                            "ansible.builtin.apt to remove or upgrade packages")
             return result
         try:
-            found = self._execute_module(module_name="tsh_packages", module_args={"name": names},
+            # The module of this action's name, where the action was found (tsh.infra.* or ansible.cfg's library).
+            found = self._execute_module(module_name=self._task.resolved_action, module_args={"name": names},
                                          task_vars=task_vars)
             if found.get("failed"):
                 return found

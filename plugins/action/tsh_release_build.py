@@ -4,24 +4,14 @@ run (minutes for a backend with 129 requirements). Anywhere else the module runs
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import sys
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
+from ansible_collections.tsh.infra.plugins.module_utils import tsh_release_build as utils
 
 display = Display()
-
-_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils", "tsh_release_build.py")
-
-
-def _load_build_utils():
-    spec = importlib.util.spec_from_file_location("tsh_release_build_utils", _UTILS)
-    utils = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(utils)
-    return utils
 
 
 class ActionModule(ActionBase):
@@ -30,9 +20,9 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         if self._connection.transport not in ("local", "ansible.builtin.local"):
-            return self._execute_module(module_name="tsh_release_build", module_args=self._task.args,
+            # The module of this action's name, where the action was found (tsh.infra.* or ansible.cfg's library).
+            return self._execute_module(module_name=self._task.resolved_action, module_args=self._task.args,
                                         task_vars=task_vars)
-        utils = _load_build_utils()
         validated = ArgumentSpecValidator(utils.ARGUMENT_SPEC).validate(dict(self._task.args))
         if validated.error_messages:
             result.update(failed=True, msg="; ".join(validated.error_messages))

@@ -21,7 +21,9 @@ import re
 import ssl
 import time
 
-from ansible.module_utils.tsh_switch import COLOURS, SwitchError, link_colour, plan_reconcile, read_intent
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_switch import (
+    COLOURS, SwitchError, link_colour, plan_reconcile, read_intent,
+)
 
 # The thresholds of warnings(); playbooks/status.yml passes status_* variables (roles/deploy/defaults).
 THRESHOLDS = {"cert_min_days": 21, "backup_max_age_h": 26, "disk_min_free_percent": 15, "backup_min_free_mb": 1024}

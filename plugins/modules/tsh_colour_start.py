@@ -38,7 +38,9 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.tsh_health import descendants, footprint_kb, mem_available_kb, memory_verdict  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_health import (  # noqa: E402
+    descendants, footprint_kb, mem_available_kb, memory_verdict,
+)
 
 
 def _check_memory(module, p):

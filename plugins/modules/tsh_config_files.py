@@ -58,7 +58,7 @@ import pwd  # noqa: E402
 import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.tsh_config_files import ConfigError, apply  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_config_files import ConfigError, apply  # noqa: E402
 
 
 def main():

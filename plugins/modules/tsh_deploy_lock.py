@@ -63,7 +63,9 @@ id: {description: The lock's token (what unlock_confirm must name)., type: str, 
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.tsh_lock import ARGUMENT_SPEC, LockError, run_module  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_lock import (  # noqa: E402
+    ARGUMENT_SPEC, LockError, run_module,
+)
 
 
 def main():

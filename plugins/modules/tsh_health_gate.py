@@ -58,7 +58,9 @@ identity_problem: {description: Why the port's holder was not the new release ('
 import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.tsh_health import describe_contract, identity_problem, run_gate  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_health import (  # noqa: E402
+    describe_contract, identity_problem, run_gate,
+)
 
 
 # systemctl asks PID 1 over D-Bus, which a loaded host can keep waiting for seconds: one call gets

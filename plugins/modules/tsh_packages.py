@@ -35,7 +35,7 @@ unknown: {description: Wanted names only apt can judge (versions, wildcards, arc
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.tsh_packages import STATUS_FILE, check  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_packages import STATUS_FILE, check  # noqa: E402
 
 
 def main():

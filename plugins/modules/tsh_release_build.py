@@ -202,7 +202,9 @@ source_bytes:
 import sys
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.tsh_release_build import ARGUMENT_SPEC, BuildError, build, run_command
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_release_build import (
+    ARGUMENT_SPEC, BuildError, build, run_command,
+)
 
 
 def main():

@@ -54,7 +54,7 @@ import grp  # noqa: E402
 import pwd  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.tsh_release import InstallError, install  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_release import InstallError, install  # noqa: E402
 
 
 def main():

@@ -30,7 +30,7 @@ venvs: {description: Venvs removed., type: list, returned: always}
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.tsh_release import prune  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_release import prune  # noqa: E402
 
 
 def main():

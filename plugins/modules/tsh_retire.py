@@ -38,7 +38,9 @@ changes: {description: What changed (units stopped, disabled, enabled)., type: l
 import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.tsh_colour import TCP_TABLES, RetireError, drain, established, retire  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_colour import (  # noqa: E402
+    TCP_TABLES, RetireError, drain, established, retire,
+)
 
 
 def _tables():

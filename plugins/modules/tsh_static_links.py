@@ -29,7 +29,7 @@ linked: {description: Names of the sites whose link changed., type: list, return
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.tsh_release import InstallError, link_static  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_release import InstallError, link_static  # noqa: E402
 
 
 def main():

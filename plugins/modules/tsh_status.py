@@ -58,8 +58,10 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.tsh_status import ask_http, gather_app, gather_db, gather_web  # noqa: E402
-from ansible.module_utils.tsh_switch import probe  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_status import (  # noqa: E402
+    ask_http, gather_app, gather_db, gather_web,
+)
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_switch import probe  # noqa: E402
 
 
 def main():

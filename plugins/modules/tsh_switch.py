@@ -60,7 +60,7 @@ to: {description: The colour that serves now., type: str, returned: state=switch
 import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.tsh_switch import Switcher, SwitchError, probe  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_switch import Switcher, SwitchError, probe  # noqa: E402
 
 
 def main():

@@ -57,7 +57,7 @@ commands: {description: The ufw commands run (or, in check mode, that would run)
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.tsh_ufw import UfwError, reconcile, wanted_rules  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_ufw import UfwError, reconcile, wanted_rules  # noqa: E402
 
 
 def main():

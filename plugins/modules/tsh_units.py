@@ -38,7 +38,7 @@ steps: {description: 'The systemctl calls made (or that would be), as "verb unit
 import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.tsh_units import UnitError, apply  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_units import UnitError, apply  # noqa: E402
 
 
 def main():

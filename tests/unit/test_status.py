@@ -22,9 +22,11 @@ def _load(name, path):
     return module
 
 
-# tsh_status imports tsh_switch the way a module's payload holds it.
-ts = _load("ansible.module_utils.tsh_switch", "plugins/module_utils/tsh_switch.py")
-st = _load("ansible.module_utils.tsh_status", "plugins/module_utils/tsh_status.py")
+# tsh_status imports tsh_switch by its name in the collection (tests/conftest.py puts the checkout's
+# collections/ on sys.path).
+_UTILS = "ansible_collections.tsh.infra.plugins.module_utils"
+ts = _load(f"{_UTILS}.tsh_switch", "plugins/module_utils/tsh_switch.py")
+st = _load(f"{_UTILS}.tsh_status", "plugins/module_utils/tsh_status.py")
 flt = _load("tsh_status_filter", "plugins/filter/tsh_status.py")
 
 NOW = 1_800_000_000  # 2027-01-15 08:00 UTC
