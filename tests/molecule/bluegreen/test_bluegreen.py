@@ -278,8 +278,13 @@ def test_database_down_refuses_the_deploy_before_anything_changes(hosts, step_da
             assert record["outcome"] == "failed" and record["version"] == "v1" and record["failed_phase"] == "backup"
         assert host.service("tsh-backup.timer").is_running
         assert not host.file("/opt/tsh_erp/deploy/lock").exists
-        # The database is back: v2 answers healthy again without a restart.
+        # The database is back: v2 answers healthy again without a restart (within 15 s: the sample
+        # app's pool may hand its first request a connection the restart closed).
+        deadline = time.monotonic() + 15
+        while served(host)["database"]["status"] != "healthy" and time.monotonic() < deadline:
+            time.sleep(0.5)
         assert served(host)["database"]["status"] == "healthy"
+        assert host.service("tsh_erp-green").is_running
 
 
 # 4. an unhealthy release is refused ---------------------------------------------------------
