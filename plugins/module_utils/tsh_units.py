@@ -32,8 +32,9 @@ def parse_show(text: str, names: list[str]) -> dict[str, dict]:
 
 
 def plan(units: list[dict], shown: dict[str, dict]) -> list[tuple[str, str]]:
-    """The systemctl verbs (enable, disable, start, stop) with their unit, in order, that bring each
-    of units ({'name', 'state': started|stopped|None, 'enabled': bool|None}) to what it asks."""
+    """The systemctl verbs (enable, disable, start, stop, restart) with their unit, in order, that bring
+    each of units ({'name', 'state': started|stopped|restarted|None, 'enabled': bool|None}) to what it
+    asks (restarted: always restarted)."""
     steps = []
     for unit in units:
         name, props = unit["name"], shown[unit["name"]]
@@ -51,8 +52,11 @@ def plan(units: list[dict], shown: dict[str, dict]) -> list[tuple[str, str]]:
             steps.append(("start", name))
         elif state == "stopped" and active in RUNNING | {"deactivating"}:
             steps.append(("stop", name))
+        elif state == "restarted":
+            # Always: a timer restarted counts its OnActiveSec= from now.
+            steps.append(("restart", name))
         elif state not in (None, "started", "stopped"):
-            raise UnitError(f"{name}: state must be started or stopped, not {state}")
+            raise UnitError(f"{name}: state must be started, stopped or restarted, not {state}")
     return steps
 
 
@@ -73,7 +77,7 @@ def apply(units: list[dict], run, check: bool = False, daemon_reload: bool = Fal
     if not check:
         for verb, name in steps:
             _run(run, ["systemctl", verb, "--", name],
-                 hint=f" (journalctl -u {name} -n 50 says why)" if verb == "start" else "")
+                 hint=f" (journalctl -u {name} -n 50 says why)" if verb in ("start", "restart") else "")
     return {"changed": bool(steps), "steps": [f"{verb} {name}" for verb, name in steps]}
 
 

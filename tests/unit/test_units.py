@@ -1,5 +1,5 @@
 """Unit tests for plugins/module_utils/tsh_units.py: one systemctl show for several units, and only
-the enable, disable, start and stop calls that change something."""
+the enable, disable, start and stop calls that change something (restart: always)."""
 
 import importlib.util
 import pathlib
@@ -90,8 +90,16 @@ def test_a_unit_twice_or_a_bad_state_is_refused():
     with pytest.raises(tu.UnitError, match="given twice"):
         tu.apply([{"name": "a"}, {"name": "a"}], Systemctl({}))
     shown = {"a": {"LoadState": "loaded", "ActiveState": "active", "UnitFileState": "enabled"}}
-    with pytest.raises(tu.UnitError, match="started or stopped, not restarted"):
-        tu.plan([{"name": "a", "state": "restarted"}], shown)
+    with pytest.raises(tu.UnitError, match="started, stopped or restarted, not reloaded"):
+        tu.plan([{"name": "a", "state": "reloaded"}], shown)
+
+
+def test_restarted_always_restarts_active_or_not():
+    # How a pause re-arms tsh-backup-resume.timer: its OnActiveSec= counts from the restart.
+    run = Systemctl({"r.timer": ("loaded", "active", "static"), "s.timer": ("loaded", "inactive", "static")})
+    result = tu.apply([{"name": "r.timer", "state": "restarted"}, {"name": "s.timer", "state": "restarted"}], run)
+    assert result == {"changed": True, "steps": ["restart r.timer", "restart s.timer"]}
+    assert run.calls[1:] == [["systemctl", "restart", "--", "r.timer"], ["systemctl", "restart", "--", "s.timer"]]
 
 
 def test_parse_show_needs_one_block_per_unit():
