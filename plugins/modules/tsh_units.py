@@ -16,7 +16,7 @@ description:
   - Supports check mode.
 options:
   units:
-    description: Each C(name), C(state) (started, stopped, or restarted: always restarted; omitted, left as it is) and C(enabled) (omitted, left as it is).
+    description: "Each C(name), C(state) (started, stopped, or restarted: always restarted; omitted, left as it is) and C(enabled) (omitted, left as it is)."
     type: list
     elements: dict
     required: true
