@@ -137,6 +137,25 @@ def build_release(build_dir, version: str, faults: dict | None = None, source=SA
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
 
 
+# The real backend's shape (tests/fixtures/tsh_backend: a Socket.IO wrapper entry, /health without
+# database state or release id, a slow start, uploads under a shared path) and what
+# inventories/production sets for it (its contract, entry point, shared paths).
+BACKEND = REPO / "tests/fixtures/tsh_backend"
+BACKEND_VARS = json.dumps({
+    "tsh_app_asgi_module": "app.main:socket_app",
+    "tsh_app_shared_paths": ["app/images"],
+    "deploy_health_expect": {"status": "healthy"},
+    "deploy_health_database_field": "",
+    "deploy_health_version_field": "",
+})
+
+
+def build_backend(build_dir, version: str, faults: dict | None = None) -> None:
+    """The backend fixture as production builds it: only the backend's files (build_include)."""
+    build_release(build_dir, version, faults, source=BACKEND,
+                  extra_vars={"build_include": ["app", "requirements.txt", "config", "database"]})
+
+
 def start_unit(host, unit: str, expect: tuple[str, ...] = (), timeout: float = 30) -> tuple[int, str]:
     """Start a oneshot unit; return its exit status and every line logged since the start.
 

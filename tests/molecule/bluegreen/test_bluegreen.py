@@ -22,8 +22,8 @@ import time
 
 import pytest
 
-from conftest import (REPO, build_release, molecule_targets, output, playbook_command, run_playbook, status_output,
-                      target_hosts)
+from conftest import (BACKEND_VARS, REPO, build_backend, build_release, molecule_targets, output, playbook_command,
+                      run_playbook, status_output, target_hosts)
 
 # Every check looks at all targets itself (fixture `hosts`), in file order. With testinfra's
 # module-scoped, parametrized `host` fixture pytest would run all checks of the first host before
@@ -426,23 +426,6 @@ def test_status_reports_colours_and_deploys(step_rollback):
 
 
 # 9. the real backend's shape -----------------------------------------------------------------
-BACKEND = REPO / "tests/fixtures/tsh_backend"
-# What inventories/production sets for the real backend (its contract, entry point, shared paths).
-BACKEND_VARS = json.dumps({
-    "tsh_app_asgi_module": "app.main:socket_app",
-    "tsh_app_shared_paths": ["app/images"],
-    "deploy_health_expect": {"status": "healthy"},
-    "deploy_health_database_field": "",
-    "deploy_health_version_field": "",
-})
-
-
-def build_backend(build_dir, version, faults=None):
-    """The backend fixture as production builds it: only the backend's files (build_include)."""
-    build_release(build_dir, version, faults, source=BACKEND,
-                  extra_vars={"build_include": ["app", "requirements.txt", "config", "database"]})
-
-
 @pytest.fixture(scope="module")
 def backend_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("backend-releases")

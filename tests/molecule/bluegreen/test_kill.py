@@ -31,20 +31,13 @@ import time
 
 import pytest
 
-from conftest import REPO, build_release, container_ip, molecule_targets, output, playbook_command, run_playbook
+from conftest import (BACKEND_VARS, REPO, build_backend, container_ip, molecule_targets, output, playbook_command,
+                      run_playbook)
 
 testinfra_hosts = []
 
 GROUPS = str(REPO / "tests/molecule/droplet_groups.ini")
 TARGET = molecule_targets()[0]
-BACKEND = REPO / "tests/fixtures/tsh_backend"
-BACKEND_VARS = json.dumps({
-    "tsh_app_asgi_module": "app.main:socket_app",
-    "tsh_app_shared_paths": ["app/images"],
-    "deploy_health_expect": {"status": "healthy"},
-    "deploy_health_database_field": "",
-    "deploy_health_version_field": "",
-})
 # Where each kill lands: the task that opens a phase (every phase before it has ended), and inside
 # the switch phase the task after tsh_switch moved traffic (boot and the static frontends follow).
 DEPLOY_KILLS = [
@@ -228,8 +221,7 @@ def check_next_run(load, args, where, expect_release=None):
 def releases(tmp_path_factory):
     path = tmp_path_factory.mktemp("kill-releases")
     for version in ("k1", "k2"):
-        build_release(path, version, source=BACKEND,
-                      extra_vars={"build_include": ["app", "requirements.txt", "config", "database"]})
+        build_backend(path, version)
     return path
 
 
