@@ -266,7 +266,9 @@ class Switcher:
                 return False, last
             self.sleep(1)
 
-    def switch(self, to, expected_from, version, version_field="", check_mode=False):
+    def switch(self, to, expected_from, version, version_field="", check_mode=False, enable_unit=""):
+        """Move traffic to `to`. enable_unit: the new colour's unit on this host, enabled at boot before
+        traffic moves (a kill after the reload must not leave the serving colour off at boot)."""
         if to not in COLOURS:
             raise SwitchError(f"Colour '{to}' is not blue or green.")
         current = link_colour(self.link, self.name)
@@ -275,6 +277,11 @@ class Switcher:
                               f"this run started: something else switched traffic. Nothing was switched by this run.")
         if check_mode:
             return {"changed": current != to, "from": current, "to": to}
+        if enable_unit:
+            rc, said = self._nginx(["systemctl", "enable", "--quiet", "--", enable_unit])
+            if rc != 0:
+                raise SwitchError(f"Enabling {enable_unit} at boot failed before the switch ({said}); traffic did "
+                                  f"not move.")
         write_intent(self.intent_path, {"from": current, "to": to, "version": version,
                                         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         point_link(self.link, to, self.name)

@@ -14,6 +14,9 @@ description:
     process or one of its workers, running in O(release_dir) and started at or after O(not_before)
     (the host's clock before the deploy restarted the unit). A leftover process on the port, an
     old release or a cached answer cannot pass.
+  - With O(then), once that passes, the same contract is asked of a second URL (nginx's preview
+    listener on this host, which reaches the colour on the path public traffic will take), within
+    its own O(then.timeout), in the same round trip; a failure there is reported under its O(then.label).
   - Never changes anything on the host.
 options:
   url: {description: URL to GET., type: str, required: true}
@@ -31,6 +34,14 @@ options:
   release_dir: {description: Directory the unit's main process must run in (resolved)., type: str, default: ""}
   not_before: {description: Epoch seconds (host clock) the main process must have started at or after., type: float}
   label: {description: Name used in messages, e.g. C(tsh_erp-green)., type: str, default: the service}
+  then:
+    description: A second gate with the same contract, after the first passes (no identity proof).
+    type: dict
+    suboptions:
+      url: {description: URL to GET., type: str, required: true}
+      headers: {description: Extra request headers., type: dict, default: {}}
+      timeout: {description: Wall-time budget in seconds for this gate., type: float, required: true}
+      label: {description: Name used in messages., type: str, default: the second check}
 """
 
 EXAMPLES = r"""
@@ -53,6 +64,7 @@ status: {description: HTTP status of the last answer (0 without one)., type: int
 last_answer: {description: The last answer, shortened, or why there was none., type: str, returned: always}
 problems: {description: How the last answer missed the contract., type: list, returned: always}
 identity_problem: {description: Why the port's holder was not the new release ('' when it was)., type: str, returned: always}
+then: {description: The second gate's result (same keys), when O(then) was given and the first passed., type: dict, returned: when asked}
 """
 
 import subprocess  # noqa: E402
@@ -99,6 +111,12 @@ def main():
             "release_dir": {"type": "str", "default": ""},
             "not_before": {"type": "float"},
             "label": {"type": "str", "default": "the service"},
+            "then": {"type": "dict", "options": {
+                "url": {"type": "str", "required": True},
+                "headers": {"type": "dict", "default": {}},
+                "timeout": {"type": "float", "required": True},
+                "label": {"type": "str", "default": "the second check"},
+            }},
         },
         supports_check_mode=True,
     )
@@ -123,8 +141,19 @@ def main():
     result = run_gate(p["url"], contract, p["timeout"], p["request_timeout"], p["interval"],
                       p["headers"], identity)
     result["changed"] = False
-    if result["passed"]:
-        module.exit_json(**result)
+    if not result["passed"]:
+        _fail(module, p["label"], p["url"], p["timeout"], contract, result)
+    then = p["then"]
+    if then:
+        second = run_gate(then["url"], contract, then["timeout"], p["request_timeout"], p["interval"],
+                          then["headers"], None)
+        if not second["passed"]:
+            _fail(module, then["label"], then["url"], then["timeout"], contract, {**second, "first": result})
+        result["then"] = second
+    module.exit_json(**result)
+
+
+def _fail(module, label, url, timeout, contract, result):
     wanted = describe_contract(contract)
     if result["identity_problem"] and not result["problems"]:
         why = f"it answered the contract, but not as the new release: {result['identity_problem']}"
@@ -133,8 +162,8 @@ def main():
     else:
         why = "; ".join(result["problems"])
     module.fail_json(
-        msg=(f"{p['label']} did not pass the health gate within {p['timeout']:g} s "
-             f"({result['attempts']} attempts in {result['elapsed']:.1f} s; wanted {wanted} from {p['url']}): "
+        msg=(f"{label} did not pass the health gate within {timeout:g} s "
+             f"({result['attempts']} attempts in {result['elapsed']:.1f} s; wanted {wanted} from {url}): "
              f"{why}. "
              f"Last answer: {result['last_answer']}"),
         **result,

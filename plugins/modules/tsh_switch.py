@@ -29,6 +29,7 @@ options:
   port: {description: nginx's HTTPS port on this host., type: int, default: 443}
   confirm_timeout: {description: Seconds to wait for nginx to route to the new colour., type: int, default: 10}
   request_timeout: {description: Seconds for each request to nginx., type: int, default: 5}
+  enable_unit: {description: 'With state=switched, a unit on this host enabled at boot before traffic moves (the new colour, when the web host is an app host).', type: str, default: ""}
 """
 
 EXAMPLES = r"""
@@ -79,6 +80,7 @@ def main():
             "port": {"type": "int", "default": 443},
             "confirm_timeout": {"type": "int", "default": 10},
             "request_timeout": {"type": "int", "default": 5},
+            "enable_unit": {"type": "str", "default": ""},
         },
         required_if=[("state", "switched", ["to"])],
         supports_check_mode=True,
@@ -97,7 +99,7 @@ def main():
     try:
         if p["state"] == "switched":
             result = switcher.switch(p["to"], p["expected_from"], p["version"], p["version_field"],
-                                     check_mode=module.check_mode)
+                                     check_mode=module.check_mode, enable_unit=p["enable_unit"])
         else:
             result = switcher.reconcile(check_mode=module.check_mode)
     except SwitchError as exc:

@@ -329,3 +329,54 @@ def test_footprint_and_descendants_of_real_processes(listener):
     assert proc.pid in pids and len(pids) == 2
     assert all(gate.footprint_kb(pid) > 0 for pid in pids)
     assert gate.mem_available_kb() > 0
+
+
+def _gate_module(tmp_path, args):
+    """Run plugins/modules/tsh_health_gate.py as Ansible runs it (its arguments in a JSON file)."""
+    import os  # noqa: PLC0415
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    env = {**os.environ, "PYTHONPATH": str(repo / "collections")}
+    proc = subprocess.run([sys.executable, str(repo / "plugins/modules/tsh_health_gate.py"), str(args_file)],
+                          capture_output=True, text=True, env=env, check=False, timeout=60)
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture()
+def preview():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    httpd.mode = "healthy"
+    httpd.body = REAL_BACKEND
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_module_then_asks_the_second_url_in_the_same_call(server, preview, tmp_path):
+    result = _gate_module(tmp_path, {"url": _url(server), "timeout": 5, "expect": {"status": "healthy"},
+                                     "then": {"url": _url(preview), "timeout": 5, "label": "through nginx"}})
+    assert not result.get("failed"), result
+    assert result["passed"] and result["then"]["passed"] and result["then"]["attempts"] == 1
+
+
+def test_module_then_failure_is_named_by_its_label_and_keeps_the_first_result(server, preview, tmp_path):
+    preview.mode = "unhealthy"
+    result = _gate_module(tmp_path, {"url": _url(server), "timeout": 5, "expect": {"status": "healthy"},
+                                     "interval": 0.2, "request_timeout": 1,
+                                     "then": {"url": _url(preview), "timeout": 1, "label": "green through nginx"}})
+    assert result["failed"]
+    assert result["msg"].startswith("green through nginx did not pass the health gate within 1 s")
+    assert result["first"]["passed"] and result["last_answer"]
+
+
+def test_module_then_is_not_asked_when_the_first_gate_fails(server, preview, tmp_path):
+    server.mode = "unhealthy"
+    result = _gate_module(tmp_path, {"url": _url(server), "timeout": 1, "interval": 0.2, "request_timeout": 1,
+                                     "expect": {"status": "healthy"}, "label": "tsh_erp-green",
+                                     "then": {"url": _url(preview), "timeout": 5}})
+    assert result["failed"] and result["msg"].startswith("tsh_erp-green did not pass")
+    assert "then" not in result

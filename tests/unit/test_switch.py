@@ -28,9 +28,15 @@ class FakeNginx:
         self.test_fails = self.reload_fails = False
         self.routes_to = None
         self.calls = []
+        self.enabled = []
+        self.enable_fails = False
 
     def run(self, argv):
         self.calls.append(argv[-1])
+        if argv[:2] == ["systemctl", "enable"]:
+            self.enabled.append(argv[-1])
+            return (1, "", "Failed to enable unit: Unit file tsh_erp-x.service does not exist.") \
+                if self.enable_fails else (0, "", "")
         if argv[-1] == "-t":
             return (1, "", "nginx: [emerg] unexpected end of file") if self.test_fails else (0, "", "syntax is ok")
         if self.reload_fails:
@@ -263,3 +269,26 @@ def test_probe_sends_the_api_name_and_reads_the_colour(tmp_path):
     assert (status, colour, seen) == (200, "green", {"sni": "erp.test", "host": "erp.test", "path": "/health"})
     assert ts.smoke_verdict(status, colour, body, "green", "v9", "version")
     assert not ts.smoke_verdict(status, colour, body, "blue", "v9", "version")
+
+
+def test_switch_enables_the_new_colour_at_boot_before_traffic_moves(tmp_path):
+    switcher, nginx = setup(tmp_path, "blue")
+    switcher.switch("green", "blue", "v1", enable_unit="tsh_erp-green")
+    assert nginx.enabled == ["tsh_erp-green"]
+    assert nginx.calls == ["tsh_erp-green", "-t", "nginx"]  # enable, then nginx -t, then the reload
+    assert nginx.loaded == "green"
+
+
+def test_switch_refused_when_boot_cannot_take_the_new_colour(tmp_path):
+    switcher, nginx = setup(tmp_path, "blue")
+    nginx.enable_fails = True
+    with pytest.raises(ts.SwitchError, match="Enabling tsh_erp-green at boot failed before the switch"):
+        switcher.switch("green", "blue", "v1", enable_unit="tsh_erp-green")
+    assert ts.link_colour(switcher.link) == "blue" and nginx.loaded == "blue"
+    assert ts.read_intent(switcher.intent_path) is None
+
+
+def test_switch_without_enable_unit_touches_no_unit(tmp_path):
+    switcher, nginx = setup(tmp_path, "blue")
+    switcher.switch("green", "blue", "v1")
+    assert nginx.enabled == []

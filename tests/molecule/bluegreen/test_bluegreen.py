@@ -187,7 +187,8 @@ def test_v2_serves_from_green_and_blue_is_stopped(hosts, step_v2):
         assert host.service("tsh_erp-green").is_enabled
         record = audit(host)[-1]
         assert record["outcome"] == "success" and record["from_color"] == "blue" and record["to_color"] == "green"
-        assert {"backup", "install", "gate", "switch", "retire"} <= set(record["durations_s"])
+        assert {"backup", "install", "migrate", "start", "gate", "switch", "retire"} <= set(record["durations_s"])
+        assert record["host_durations_s"] == {record["host"]: record["durations_s"]}
 
 
 def test_pre_deploy_backup_named_with_the_release(hosts, step_v2):

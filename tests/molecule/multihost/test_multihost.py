@@ -193,6 +193,11 @@ def test_v2_serves_from_green_everywhere_and_blue_is_stopped(step_v2):
         record = audit(app)[-1]
         assert record["outcome"] == "success" and record["version"] == "v2"
         assert record["hosts"] == list(APPS) and record["from_color"] == "blue" and record["to_color"] == "green"
+        # Every app host's phases: the first backs up and migrates, the last switches and retires.
+        by_host = record["host_durations_s"]
+        assert list(by_host) == list(APPS)
+        assert {"backup", "install", "migrate", "start", "gate"} <= set(by_host[APPS[0]])
+        assert "backup" not in by_host[APPS[-1]] and {"switch", "retire"} <= set(by_host[APPS[-1]])
 
 
 def test_static_frontends_switch_on_the_web_host(step_v2):
