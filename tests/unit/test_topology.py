@@ -179,6 +179,7 @@ PLAY = """\
   serial: 1
   gather_facts: false
   roles:
+    - role: tsh
     - role: deploy
   tasks:
     - name: Work out this app host's cell
