@@ -240,6 +240,34 @@ def link_static(release_dir, sites, check=False):
     return changed
 
 
+def static_conflict(release_dir, sites):
+    """Why link_static would refuse (a provisioned directory with its .provisioned already aside), ''
+    when it would not: asked before traffic moves, so a refusal changes nothing."""
+    for name, path in sorted(sites.items()):
+        if not os.path.isdir(os.path.join(release_dir, "static", name)):
+            continue
+        aside = f"{path}.provisioned"
+        if os.path.isdir(path) and not os.path.islink(path) and os.path.lexists(aside):
+            return (f"{path} is a directory and {aside} exists already: move one of them away by hand so "
+                    f"the release's frontend can be linked at {path}")
+    return ""
+
+
+def static_undo(sites):
+    """Remember where each static site's path points now; the function returned puts them back (a
+    link to its old target, or the provisioned directory link_static moved aside)."""
+    before = {path: (os.readlink(path) if os.path.islink(path) else None) for path in sites.values()}
+
+    def undo():
+        for path, target in before.items():
+            if target is not None:
+                swap_link(path, target)
+            elif os.path.islink(path) and os.path.isdir(f"{path}.provisioned"):
+                os.unlink(path)
+                os.rename(f"{path}.provisioned", path)
+    return undo
+
+
 def _tail(text, lines=20):
     return "\n".join((text or "").strip().splitlines()[-lines:])
 

@@ -266,9 +266,11 @@ class Switcher:
                 return False, last
             self.sleep(1)
 
-    def switch(self, to, expected_from, version, version_field="", check_mode=False, enable_unit=""):
+    def switch(self, to, expected_from, version, version_field="", check_mode=False, enable_unit="", then=None):
         """Move traffic to `to`. enable_unit: the new colour's unit on this host, enabled at boot before
-        traffic moves (a kill after the reload must not leave the serving colour off at boot)."""
+        traffic moves (a kill after the reload must not leave the serving colour off at boot). then: a
+        step that follows traffic (the static frontends), called once nginx routes to `to`; it returns
+        what it did, or raises SwitchError having undone its own changes, and traffic is switched back."""
         if to not in COLOURS:
             raise SwitchError(f"Colour '{to}' is not blue or green.")
         current = link_colour(self.link, self.name)
@@ -305,5 +307,14 @@ class Switcher:
                               f"names the colour it routes to in {HEADER}; it said {routed or 'nothing'}, status "
                               f"{status}); traffic was switched back to {current or 'nothing'}.{extra} "
                               f"Last answer: {body[:500]}")
+        followed = None
+        if then is not None:
+            try:
+                followed = then()
+            except SwitchError as exc:
+                extra = self._put_back(current, reload=True)
+                clear_intent(self.intent_path)
+                raise SwitchError(f"{exc}; traffic was switched back to {current or 'nothing'}.{extra}") from exc
         clear_intent(self.intent_path)
-        return {"changed": True, "from": current, "to": to, "status": status, "answer": body[:500]}
+        return {"changed": True, "from": current, "to": to, "status": status, "answer": body[:500],
+                "followed": followed}

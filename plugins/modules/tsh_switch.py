@@ -29,6 +29,8 @@ options:
   port: {description: nginx's HTTPS port on this host., type: int, default: 443}
   confirm_timeout: {description: Seconds to wait for nginx to route to the new colour., type: int, default: 10}
   request_timeout: {description: Seconds for each request to nginx., type: int, default: 5}
+  static_release_dir: {description: 'With state=switched, the release whose static frontends (static/<name>) follow traffic once nginx routes to O(to); empty: none.', type: path, default: ""}
+  static_sites: {description: Site name to the path nginx serves it from (see M(tsh.infra.tsh_static_links))., type: dict, default: {}}
   enable_unit: {description: 'With state=switched, a unit on this host enabled at boot before traffic moves (the new colour, when the web host is an app host).', type: str, default: ""}
 """
 
@@ -56,11 +58,15 @@ routed: {description: The colour nginx serves (null when it does not say)., type
 intent: {description: The interrupted switch found, if any., type: dict, returned: state=reconciled}
 from: {description: The colour that served before., type: str, returned: state=switched}
 to: {description: The colour that serves now., type: str, returned: state=switched}
+followed: {description: The static sites whose link changed (null without static_release_dir)., type: list, returned: state=switched}
 """
 
 import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_release import (  # noqa: E402
+    InstallError, link_static, static_conflict, static_undo,
+)
 from ansible_collections.tsh.infra.plugins.module_utils.tsh_switch import Switcher, SwitchError, probe  # noqa: E402
 
 
@@ -81,6 +87,8 @@ def main():
             "confirm_timeout": {"type": "int", "default": 10},
             "request_timeout": {"type": "int", "default": 5},
             "enable_unit": {"type": "str", "default": ""},
+            "static_release_dir": {"type": "path", "default": ""},
+            "static_sites": {"type": "dict", "default": {}},
         },
         required_if=[("state", "switched", ["to"])],
         supports_check_mode=True,
@@ -96,10 +104,29 @@ def main():
 
     switcher = Switcher(p["link"], p["intent_file"], run, ask, name=p["upstream_name"],
                         confirm_timeout=p["confirm_timeout"])
+    then = None
+    if p["state"] == "switched" and p["static_release_dir"] and p["static_sites"]:
+        release_dir, sites = p["static_release_dir"], p["static_sites"]
+        # Refused before traffic moves, nothing changed.
+        problem = static_conflict(release_dir, sites)
+        if problem:
+            module.fail_json(msg=f"tsh_switch: {problem}. Nothing was switched.")
+
+        def then():
+            if module.check_mode:
+                return link_static(release_dir, sites, check=True)
+            undo = static_undo(sites)
+            try:
+                return link_static(release_dir, sites)
+            except (InstallError, OSError) as exc:
+                undo()
+                raise SwitchError(f"Linking the static frontends of {release_dir} failed after nginx moved to "
+                                  f"{p['to']} ({exc}); they point where they did") from exc
+
     try:
         if p["state"] == "switched":
             result = switcher.switch(p["to"], p["expected_from"], p["version"], p["version_field"],
-                                     check_mode=module.check_mode, enable_unit=p["enable_unit"])
+                                     check_mode=module.check_mode, enable_unit=p["enable_unit"], then=then)
         else:
             result = switcher.reconcile(check_mode=module.check_mode)
     except SwitchError as exc:

@@ -208,6 +208,26 @@ def test_static_site_refuses_to_overwrite_a_kept_directory(base):
     with pytest.raises(tr.InstallError, match="admin.provisioned exists already"):
         tr.link_static(str(base / "releases/v2"), {"admin": str(base / "www/admin")})
     assert (base / "www/admin").is_dir()
+    # Asked before traffic moves, the same refusal changes nothing.
+    problem = tr.static_conflict(str(base / "releases/v2"), {"admin": str(base / "www/admin")})
+    assert "admin.provisioned exists already" in problem
+    assert tr.static_conflict(str(base / "releases/v2"), {"consumer": str(base / "www/consumer")}) == ""
+
+
+def test_static_undo_puts_back_links_and_the_provisioned_directory(base):
+    for version in ("v1", "v2"):
+        for site in ("admin", "consumer"):
+            (base / f"releases/{version}/static/{site}").mkdir(parents=True)
+    www = base / "www"
+    (www / "admin").mkdir(parents=True)  # provisioned, never linked yet
+    sites = {"admin": str(www / "admin"), "consumer": str(www / "consumer")}
+    os.symlink(base / "releases/v1/static/consumer", www / "consumer")
+    undo = tr.static_undo(sites)
+    assert tr.link_static(str(base / "releases/v2"), sites) == ["admin", "consumer"]
+    undo()
+    assert (www / "admin").is_dir() and not os.path.islink(www / "admin")
+    assert not (www / "admin.provisioned").exists()
+    assert os.readlink(www / "consumer") == str(base / "releases/v1/static/consumer")
 
 
 def _releases(base, names):

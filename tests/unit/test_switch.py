@@ -292,3 +292,28 @@ def test_switch_without_enable_unit_touches_no_unit(tmp_path):
     switcher, nginx = setup(tmp_path, "blue")
     switcher.switch("green", "blue", "v1")
     assert nginx.enabled == []
+
+
+def test_switch_then_follows_traffic_before_the_record_is_removed(tmp_path):
+    switcher, nginx = setup(tmp_path, "blue")
+    seen = []
+
+    def then():
+        seen.append((nginx.loaded, ts.read_intent(switcher.intent_path)["to"]))
+        return ["admin"]
+
+    result = switcher.switch("green", "blue", "v1", then=then)
+    assert seen == [("green", "green")] and result["followed"] == ["admin"]
+    assert ts.read_intent(switcher.intent_path) is None
+
+
+def test_switch_then_failing_switches_traffic_back(tmp_path):
+    switcher, nginx = setup(tmp_path, "blue")
+
+    def then():
+        raise ts.SwitchError("Linking the static frontends failed (disk full); they point where they did")
+
+    with pytest.raises(ts.SwitchError, match="they point where they did; traffic was switched back to blue"):
+        switcher.switch("green", "blue", "v1", then=then)
+    assert ts.link_colour(switcher.link) == "blue" and nginx.loaded == "blue"
+    assert ts.read_intent(switcher.intent_path) is None

@@ -58,6 +58,19 @@ def test_missing_symlink_means_blue_is_next(tree):
     assert fact["colors"]["blue"]["port"] == 8001
     assert fact["colors"]["green"]["port"] == 8002
     assert fact["colors"]["blue"]["release"] is None
+    assert fact["releases"] == []  # v1 and v2 have no RELEASE.json: not complete
+
+
+def test_releases_lists_the_complete_ones(tree):
+    releases = tree["root"] / "opt/tsh_erp/releases"
+    for version in ("v2", "v1"):
+        (releases / version / "RELEASE.json").write_text("{}")
+    (releases / ".tmp-v3").mkdir()
+    (releases / ".tmp-v3" / "RELEASE.json").write_text("{}")
+    assert run_fact(tree)["releases"] == ["v1", "v2"]
+    tree["cfg"]["releases_dir"] = str(tree["root"] / "nowhere")
+    tree["config"].write_text(json.dumps(tree["cfg"]))
+    assert run_fact(tree)["releases"] == []
 
 
 def test_relative_link_to_green(tree):

@@ -48,7 +48,7 @@ DEPLOY_KILLS = [
     "Start phase start",
     "Start phase gate",                # the new colour runs beside the serving one
     "Start phase switch",
-    "Switch the static frontends with the backend",  # traffic moved, the old colour still runs
+    "Mark traffic as switched",        # traffic and the static frontends moved, the old colour still runs
     "Start phase retire",
     "Record success",                  # old colour stopped, no audit yet, lock still held
 ]
