@@ -13,6 +13,9 @@ description:
     gate's identity floor, so only a main process started by this call can pass it.
   - One round trip. The memory arithmetic is in plugins/module_utils/tsh_health.py (unit tests in
     tests/unit/test_health_gate.py).
+notes:
+  - Takes the host's deploy step lock (plugins/module_utils/tsh_steplock.py) for its whole run, so no two
+    deploy steps act at once on a host, also when a killed run left one running; waits up to 900 s for it.
 options:
   unit: {description: The unit to start or restart., type: str, required: true}
   serving_unit: {description: The unit serving now; empty when nothing serves (the memory check passes)., type: str, default: ""}
@@ -38,6 +41,7 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_steplock import hold_for_step  # noqa: E402
 from ansible_collections.tsh.infra.plugins.module_utils.tsh_health import (  # noqa: E402
     descendants, footprint_kb, mem_available_kb, memory_verdict,
 )
@@ -78,6 +82,8 @@ def main():
         },
         supports_check_mode=True,
     )
+    # One deploy step at a time on this host, also against a step a killed run left running.
+    _step_lock = hold_for_step(module, "tsh_colour_start")
     p = module.params
     result = _check_memory(module, p) if p["check_memory"] else {}
     started_at = f"{time.time():.6f}"

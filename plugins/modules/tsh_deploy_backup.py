@@ -14,6 +14,9 @@ description:
     the deploy resumes them at its end. Then runs O(command) ({version} replaced by O(version)) and
     returns the files it says it wrote (C(tsh-backup: wrote <path>) lines).
   - The logic is in plugins/module_utils/tsh_backup.py (unit tests in tests/unit/test_backup_phase.py).
+notes:
+  - Takes the host's deploy step lock (plugins/module_utils/tsh_steplock.py) for its whole run, so no two
+    deploy steps act at once on a host, also when a killed run left one running; waits up to 900 s for it.
 options:
   database: {description: The application's database., type: str, required: true}
   port: {description: PostgreSQL's port., type: int, default: 5432}
@@ -45,6 +48,7 @@ import os  # noqa: E402
 import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_steplock import hold_for_step  # noqa: E402
 from ansible_collections.tsh.infra.plugins.module_utils.tsh_backup import BackupError, run_phase  # noqa: E402
 
 
@@ -61,6 +65,8 @@ def main():
             "host": {"type": "str", "default": "the database host"},
         },
     )
+    # One deploy step at a time on this host, also against a step a killed run left running.
+    _step_lock = hold_for_step(module, "tsh_deploy_backup")
     p = module.params
 
     def run(argv, env=None):

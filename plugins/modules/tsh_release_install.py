@@ -15,6 +15,9 @@ description:
     each with one atomic rename.
   - Without I(colour) it only unpacks (a web host that serves the static frontends).
   - The logic is in plugins/module_utils/tsh_release.py (unit tests in tests/unit/test_release_install.py).
+notes:
+  - Takes the host's deploy step lock (plugins/module_utils/tsh_steplock.py) for its whole run, so no two
+    deploy steps act at once on a host, also when a killed run left one running; waits up to 900 s for it.
 options:
   base_dir: {description: The application's base directory., type: path, required: true}
   version: {description: The release id., type: str, required: true}
@@ -54,6 +57,7 @@ import grp  # noqa: E402
 import pwd  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_steplock import hold_for_step  # noqa: E402
 from ansible_collections.tsh.infra.plugins.module_utils.tsh_release import InstallError, install  # noqa: E402
 
 
@@ -74,6 +78,8 @@ def main():
         },
         supports_check_mode=True,
     )
+    # One deploy step at a time on this host, also against a step a killed run left running.
+    _step_lock = hold_for_step(module, "tsh_release_install")
     p = module.params
     # The owner matters for new shared directories only (a web host without the app has no app user).
     try:

@@ -12,6 +12,9 @@ description:
     no colour uses. Each removal renames first, so a kill leaves nothing half-removed under a
     release's name.
   - The logic is in plugins/module_utils/tsh_release.py (unit tests in tests/unit/test_release_install.py).
+notes:
+  - Takes the host's deploy step lock (plugins/module_utils/tsh_steplock.py) for its whole run, so no two
+    deploy steps act at once on a host, also when a killed run left one running; waits up to 900 s for it.
 options:
   base_dir: {description: The application's base directory., type: path, required: true}
   keep: {description: How many of the newest releases to keep., type: int, default: 5}
@@ -30,6 +33,7 @@ venvs: {description: Venvs removed., type: list, returned: always}
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_steplock import hold_for_step  # noqa: E402
 from ansible_collections.tsh.infra.plugins.module_utils.tsh_release import prune  # noqa: E402
 
 
@@ -41,6 +45,8 @@ def main():
         },
         supports_check_mode=True,
     )
+    # One deploy step at a time on this host, also against a step a killed run left running.
+    _step_lock = hold_for_step(module, "tsh_release_prune")
     if module.params["keep"] < 1:
         module.fail_json(msg="tsh_release_prune: keep must be 1 or more (deploy_keep_releases)")
     releases, venvs = prune(module.params["base_dir"], module.params["keep"], check=module.check_mode)

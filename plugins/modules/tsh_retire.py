@@ -16,6 +16,9 @@ description:
     C(<base_dir>/releases) and the ones the colours use, and removes unused venvs (as
     M(tsh.infra.tsh_release_prune), in the same round trip).
   - The logic is in plugins/module_utils/tsh_colour.py (unit tests in tests/unit/test_colour.py).
+notes:
+  - Takes the host's deploy step lock (plugins/module_utils/tsh_steplock.py) for its whole run, so no two
+    deploy steps act at once on a host, also when a killed run left one running; waits up to 900 s for it.
 options:
   old_unit: {description: The colour that served before; empty when none did., type: str, default: ""}
   new_unit: {description: The colour serving now., type: str, required: true}
@@ -45,6 +48,7 @@ pruned: {description: Releases and venvs the prune removed ({releases, venvs}).,
 import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_steplock import hold_for_step  # noqa: E402
 from ansible_collections.tsh.infra.plugins.module_utils.tsh_colour import (  # noqa: E402
     TCP_TABLES, RetireError, drain, established, retire,
 )
@@ -74,6 +78,8 @@ def main():
         },
         supports_check_mode=True,
     )
+    # One deploy step at a time on this host, also against a step a killed run left running.
+    _step_lock = hold_for_step(module, "tsh_retire")
     p = module.params
 
     def run(argv):

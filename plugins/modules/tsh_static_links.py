@@ -12,6 +12,9 @@ description:
     provisioning is moved aside to C(<path>.provisioned) the first time. Sites the release does not
     ship are left alone.
   - The logic is in plugins/module_utils/tsh_release.py (unit tests in tests/unit/test_release_install.py).
+notes:
+  - Takes the host's deploy step lock (plugins/module_utils/tsh_steplock.py) for its whole run, so no two
+    deploy steps act at once on a host, also when a killed run left one running; waits up to 900 s for it.
 options:
   release_dir: {description: The release's directory., type: path, required: true}
   sites: {description: Site name to the path nginx serves., type: dict, default: {}}
@@ -29,6 +32,7 @@ linked: {description: Names of the sites whose link changed., type: list, return
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_steplock import hold_for_step  # noqa: E402
 from ansible_collections.tsh.infra.plugins.module_utils.tsh_release import InstallError, link_static  # noqa: E402
 
 
@@ -40,6 +44,8 @@ def main():
         },
         supports_check_mode=True,
     )
+    # One deploy step at a time on this host, also against a step a killed run left running.
+    _step_lock = hold_for_step(module, "tsh_static_links")
     try:
         linked = link_static(module.params["release_dir"], module.params["sites"], check=module.check_mode)
     except (InstallError, OSError) as exc:

@@ -15,6 +15,9 @@ description:
   - C(state=reconciled) compares the link, the colour nginx serves now and the intent of an interrupted
     switch, and points the link at what nginx serves, so no later reload moves traffic without a gate.
     Fails, changing nothing, when nginx does not answer.
+notes:
+  - Takes the host's deploy step lock (plugins/module_utils/tsh_steplock.py) for its whole run, so no two
+    deploy steps act at once on a host, also when a killed run left one running; waits up to 900 s for it.
 options:
   state: {description: What to do., type: str, choices: [switched, reconciled], default: reconciled}
   link: {description: The active upstream link., type: path, default: /etc/nginx/upstreams/tsh_erp_active.conf}
@@ -64,6 +67,7 @@ followed: {description: The static sites whose link changed (null without static
 import subprocess  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_steplock import hold_for_step  # noqa: E402
 from ansible_collections.tsh.infra.plugins.module_utils.tsh_release import (  # noqa: E402
     InstallError, link_static, static_conflict, static_undo,
 )
@@ -93,6 +97,8 @@ def main():
         required_if=[("state", "switched", ["to"])],
         supports_check_mode=True,
     )
+    # One deploy step at a time on this host, also against a step a killed run left running.
+    _step_lock = hold_for_step(module, "tsh_switch")
     p = module.params
 
     def run(argv):
