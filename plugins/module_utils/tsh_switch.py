@@ -213,11 +213,12 @@ class Switcher:
     ask() -> (status, colour, body) are injected so the unit tests need no nginx."""
 
     def __init__(self, link, intent_path, run, ask, name="tsh_erp", nginx_test=("nginx", "-t"),
-                 nginx_reload=("systemctl", "reload", "nginx"), confirm_timeout=10.0, clock=time.monotonic,
-                 sleep=time.sleep):
+                 nginx_reload=("systemctl", "reload", "nginx"), confirm_timeout=10.0, confirm_interval=0.2,
+                 clock=time.monotonic, sleep=time.sleep):
         self.link, self.intent_path, self.run, self.ask, self.name = link, intent_path, run, ask, name
         self.nginx_test, self.nginx_reload = list(nginx_test), list(nginx_reload)
-        self.confirm_timeout, self.clock, self.sleep = confirm_timeout, clock, sleep
+        self.confirm_timeout, self.confirm_interval = confirm_timeout, confirm_interval
+        self.clock, self.sleep = clock, sleep
 
     def _ask(self):
         try:
@@ -264,7 +265,8 @@ class Switcher:
                 return True, last
             if self.clock() >= deadline:
                 return False, last
-            self.sleep(1)
+            # nginx's old workers may answer the first requests after a reload: ask again soon.
+            self.sleep(self.confirm_interval)
 
     def switch(self, to, expected_from, version, version_field="", check_mode=False, enable_unit="", then=None):
         """Move traffic to `to`. enable_unit: the new colour's unit on this host, enabled at boot before

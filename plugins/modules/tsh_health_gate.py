@@ -23,7 +23,7 @@ options:
   headers: {description: Extra request headers (Host, preview colour)., type: dict, default: {}}
   timeout: {description: Wall-time budget in seconds for the whole gate., type: float, required: true}
   request_timeout: {description: Budget of one request in seconds., type: float, default: 5}
-  interval: {description: Pause between attempts in seconds., type: float, default: 1}
+  interval: {description: 'Pause between attempts in seconds (a deploy waits at most this long past the first healthy answer).', type: float, default: 0.25}
   status_codes: {description: Accepted HTTP status codes., type: list, elements: int, default: [200]}
   expect: {description: 'Dotted JSON fields and the values they must have, e.g. C({status: healthy}).', type: dict, default: {}}
   expect_if_present: {description: Like O(expect), checked only when the field is in the answer., type: dict, default: {}}
@@ -100,7 +100,7 @@ def main():
             "headers": {"type": "dict", "default": {}},
             "timeout": {"type": "float", "required": True},
             "request_timeout": {"type": "float", "default": 5.0},
-            "interval": {"type": "float", "default": 1.0},
+            "interval": {"type": "float", "default": 0.25},
             "status_codes": {"type": "list", "elements": "int", "default": [200]},
             "expect": {"type": "dict", "default": {}},
             "expect_if_present": {"type": "dict", "default": {}},

@@ -317,3 +317,28 @@ def test_switch_then_failing_switches_traffic_back(tmp_path):
         switcher.switch("green", "blue", "v1", then=then)
     assert ts.link_colour(switcher.link) == "blue" and nginx.loaded == "blue"
     assert ts.read_intent(switcher.intent_path) is None
+
+
+def test_confirm_asks_again_soon_while_old_workers_answer(tmp_path):
+    """After a reload nginx's old workers may answer first: the confirm asks again every 0.2 s."""
+    upstreams = tmp_path / "upstreams"
+    upstreams.mkdir()
+    for c in ts.COLOURS:
+        (upstreams / f"tsh_erp_{c}.conf").write_text("upstream tsh_erp {}\n")
+    link = str(upstreams / "tsh_erp_active.conf")
+    os.symlink("tsh_erp_blue.conf", link)
+    nginx = FakeNginx(link, "blue")
+    answers = iter([(200, "blue", "{}"), (200, "blue", "{}")])
+    now, slept = [0.0], []
+
+    def ask():
+        return next(answers, None) or nginx.ask()
+
+    def sleep(seconds):
+        slept.append(seconds)
+        now[0] += seconds
+
+    switcher = ts.Switcher(link, str(tmp_path / "switch.json"), nginx.run, ask, confirm_timeout=10,
+                           clock=lambda: now[0], sleep=sleep)
+    switcher.switch("green", "blue", "v1")
+    assert slept == [0.2, 0.2]
