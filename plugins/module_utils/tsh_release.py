@@ -15,6 +15,7 @@ Unit tests: tests/unit/test_release_install.py and tests/unit/test_shared_paths.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -272,14 +273,36 @@ def _tail(text, lines=20):
     return "\n".join((text or "").strip().splitlines()[-lines:])
 
 
-def build_venv(run, python, venv, wheels, requirements):
-    """A fresh venv at venv with the requirements installed from wheels only."""
+# Where pip's own wheel is on a host: Debian's and Ubuntu's python3-pip-whl (python3-venv needs it),
+# then CPython's ensurepip.
+PIP_WHEEL_GLOBS = ("/usr/share/python-wheels/pip-*.whl", "/usr/lib/python3*/ensurepip/_bundled/pip-*.whl")
+
+
+def _version_key(path):
+    version = os.path.basename(path).split("-")[1]
+    return tuple(int(part) if part.isdigit() else 0 for part in version.split("."))
+
+
+def find_pip_wheel(globs=PIP_WHEEL_GLOBS):
+    """The newest pip wheel on this host ('' when there is none)."""
+    found = [path for pattern in globs for path in glob.glob(pattern) if os.path.isfile(path)]
+    return max(found, key=_version_key) if found else ""
+
+
+def build_venv(run, python, venv, wheels, requirements, pip_wheel=""):
+    """A fresh venv at venv with the requirements installed from wheels only. With pip_wheel (pip's
+    own wheel on the host) the venv is made without pip and pip runs from that wheel: ensurepip's
+    copy of pip into every venv takes about 3 s of a deploy; the venv then holds no pip (the app
+    needs none; `python -m ensurepip` adds it)."""
     _remove(venv)
-    rc, out, err = run([python, "-m", "venv", venv])
+    argv = [python, "-m", "venv", "--without-pip", venv] if pip_wheel else [python, "-m", "venv", venv]
+    rc, out, err = run(argv)
     if rc != 0:
         _remove(venv)
-        raise InstallError(f"{python} -m venv {venv} failed (rc {rc}): {_tail(err or out)}")
-    rc, out, err = run([os.path.join(venv, "bin", "pip"), "install", "--quiet", "--no-index",
+        raise InstallError(f"{' '.join(argv)} failed (rc {rc}): {_tail(err or out)}")
+    pip = [os.path.join(venv, "bin", "python"), os.path.join(pip_wheel, "pip")] if pip_wheel \
+        else [os.path.join(venv, "bin", "pip")]
+    rc, out, err = run([*pip, "install", "--quiet", "--no-index",
                         "--disable-pip-version-check", "--no-compile", "--find-links", wheels,
                         "--requirement", requirements])
     if rc != 0:
@@ -288,7 +311,8 @@ def build_venv(run, python, venv, wheels, requirements):
 
 
 def install(run, base_dir, version, manifest, artifact, colour=None, unit=None, python="/usr/bin/python3",
-            requirements="requirements.txt", shared_paths=(), uid=None, gid=None, check=False, clock=time.monotonic):
+            requirements="requirements.txt", shared_paths=(), uid=None, gid=None, check=False, clock=time.monotonic,
+            pip_wheel=""):
     """Install release `version` into `colour` (or only unpack it, without a colour). `run(argv)`
     returns (rc, stdout, stderr). Returns what changed and each step's seconds."""
     bad = bad_paths(shared_paths)
@@ -329,7 +353,7 @@ def install(run, base_dir, version, manifest, artifact, colour=None, unit=None, 
         return result
     venv = os.path.join(base_dir, "venvs", f"{colour}-{version}")
     started = clock()
-    build_venv(run, python, venv, os.path.join(release, "wheels"), os.path.join(release, requirements))
+    build_venv(run, python, venv, os.path.join(release, "wheels"), os.path.join(release, requirements), pip_wheel)
     seconds["venv"] = round(clock() - started, 2)
     swap_link(os.path.join(base_dir, f"current-{colour}"), f"releases/{version}")
     swap_link(os.path.join(base_dir, "venvs", colour), f"{colour}-{version}")

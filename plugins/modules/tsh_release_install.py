@@ -15,6 +15,9 @@ description:
     each with one atomic rename.
   - Without I(colour) it only unpacks (a web host that serves the static frontends).
   - The logic is in plugins/module_utils/tsh_release.py (unit tests in tests/unit/test_release_install.py).
+  - The venv is made without pip when pip's own wheel is on the host (python3-pip-whl, which
+    python3-venv pulls in, or ensurepip's), and pip runs from that wheel: about 3 s less per
+    install. Otherwise the venv gets its own pip, as C(python -m venv) does.
 notes:
   - Takes the host's deploy step lock (plugins/module_utils/tsh_steplock.py) for its whole run, so no two
     deploy steps act at once on a host, also when a killed run left one running; waits up to 900 s for it.
@@ -58,7 +61,7 @@ import pwd  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.tsh.infra.plugins.module_utils.tsh_steplock import hold_for_step  # noqa: E402
-from ansible_collections.tsh.infra.plugins.module_utils.tsh_release import InstallError, install  # noqa: E402
+from ansible_collections.tsh.infra.plugins.module_utils.tsh_release import InstallError, find_pip_wheel, install  # noqa: E402
 
 
 def main():
@@ -94,7 +97,8 @@ def main():
     try:
         result = install(run, p["base_dir"], p["version"], p["manifest"], p["artifact"], colour=p["colour"],
                          unit=p["unit"], python=p["python"], requirements=p["requirements"],
-                         shared_paths=p["shared_paths"], uid=uid, gid=gid, check=module.check_mode)
+                         shared_paths=p["shared_paths"], uid=uid, gid=gid, check=module.check_mode,
+                         pip_wheel=find_pip_wheel())
     except InstallError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)

@@ -44,11 +44,12 @@ class Run:
 
     def __call__(self, argv):
         self.calls.append(argv)
-        word = "venv" if argv[1:3] == ["-m", "venv"] else os.path.basename(argv[0])
+        word = "venv" if argv[1:3] == ["-m", "venv"] else \
+            "pip" if argv[1:2] and argv[1].endswith(".whl/pip") else os.path.basename(argv[0])
         if word == self.fail:
             return 1, "", f"{word} failed\nERROR: No matching distribution found for dep==1.0"
         if word == "venv":
-            os.makedirs(os.path.join(argv[3], "bin"))
+            os.makedirs(os.path.join(argv[-1], "bin"))
         return 0, "", ""
 
 
@@ -262,3 +263,60 @@ def test_prune_finishes_what_a_killed_prune_left(base):
     (base / "releases/.unpack-r2").mkdir()
     assert tr.prune(str(base), 5) == ([], [])
     assert sorted(os.listdir(base / "releases")) == [".unpack-r2", "r1"]
+
+
+def test_with_pips_wheel_the_venv_is_made_without_pip_and_pip_runs_from_the_wheel(base):
+    run = Run()
+    wheel = "/usr/share/python-wheels/pip-23.0.1-py3-none-any.whl"
+    tr.install(run, str(base), "v1", MANIFEST, incoming(base), colour="green", unit="tsh_erp-green", pip_wheel=wheel)
+    venv = str(base / "venvs/green-v1")
+    assert run.calls[1] == ["/usr/bin/python3", "-m", "venv", "--without-pip", venv]
+    assert run.calls[2][:3] == [venv + "/bin/python", wheel + "/pip", "install"] and "--no-index" in run.calls[2]
+    assert os.readlink(base / "venvs/green") == "green-v1"
+
+
+def test_a_failing_pip_from_the_wheel_keeps_the_old_release(base):
+    run = Run(fail="pip")
+    with pytest.raises(tr.InstallError, match="wheelhouse failed"):
+        tr.install(run, str(base), "v1", MANIFEST, incoming(base), colour="green", unit="tsh_erp-green",
+                   pip_wheel="/w/pip-23.0.1-py3-none-any.whl")
+    assert not (base / "current-green").exists()
+
+
+def test_find_pip_wheel_takes_the_newest(tmp_path):
+    for name in ("pip-9.0.1-py3-none-any.whl", "pip-23.0.1-py3-none-any.whl", "pip-22.0.2-py3-none-any.whl",
+                 "setuptools-66.1.1-py3-none-any.whl"):
+        (tmp_path / name).write_text("")
+    assert tr.find_pip_wheel([str(tmp_path / "pip-*.whl")]) == str(tmp_path / "pip-23.0.1-py3-none-any.whl")
+    assert tr.find_pip_wheel([str(tmp_path / "none-*.whl")]) == ""
+
+
+def test_pips_wheel_really_installs_from_a_wheelhouse(tmp_path):
+    """The real thing, no fake: a venv without pip, pip run from its wheel, a package from wheels only."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    wheel = tr.find_pip_wheel(tr.PIP_WHEEL_GLOBS + (os.path.join(os.path.dirname(os.__file__), "ensurepip/_bundled/pip-*.whl"),))
+    if not wheel:
+        pytest.skip("no pip wheel on this machine")
+    import zipfile  # noqa: PLC0415
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    # A pure-Python wheel written by hand: no network, no build backend.
+    with zipfile.ZipFile(wheels / "tshprobe-1.0-py3-none-any.whl", "w") as whl:
+        whl.writestr("tshprobe.py", "VERSION = '1.0'\n")
+        whl.writestr("tshprobe-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: tshprobe\nVersion: 1.0\n")
+        whl.writestr("tshprobe-1.0.dist-info/WHEEL",
+                     "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr("tshprobe-1.0.dist-info/RECORD", "")
+    (tmp_path / "requirements.txt").write_text("tshprobe==1.0\n")
+
+    def run(argv):
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    venv = str(tmp_path / "venv")
+    tr.build_venv(run, sys.executable, venv, str(wheels), str(tmp_path / "requirements.txt"), wheel)
+    assert not os.path.exists(os.path.join(venv, "bin", "pip"))
+    out = subprocess.run([os.path.join(venv, "bin", "python"), "-c", "import tshprobe; print(tshprobe.VERSION)"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "1.0"
