@@ -318,12 +318,15 @@ def run_gate(url, contract, timeout, request_timeout=5.0, interval=1.0, headers=
     deadline = start + float(timeout)
     attempts = 0
     last = Answer(error="no request made")
+    answered = None  # the last attempt that got an HTTP answer
     problems = []
     who = ""
     while True:
         attempts += 1
         who = identity(max(deadline - clock(), 0.0)) if identity else ""
         last = fetcher(url, headers, deadline, request_timeout)
+        if not last.error:
+            answered = last
         problems = contract_problems(last.status, last.body, contract) if not last.error else [last.error]
         if identity and not problems and not who:
             who = identity(max(deadline - clock(), 0.0))
@@ -337,8 +340,12 @@ def run_gate(url, contract, timeout, request_timeout=5.0, interval=1.0, headers=
         sleep(min(float(interval), remaining))
         if deadline - clock() <= 0:
             break
+    # A last attempt cut short by the deadline says less than the answer before it: keep both.
+    summary = last.summary()
+    if last.error and answered is not None:
+        summary = f"{summary}; the answer before: {answered.summary()}"
     return {"passed": False, "attempts": attempts, "elapsed": round(clock() - start, 2),
-            "status": last.status, "last_answer": last.summary(), "problems": problems,
+            "status": last.status, "last_answer": summary, "problems": problems,
             "identity_problem": who}
 
 

@@ -238,6 +238,28 @@ def test_fake_clock_bounds_attempts():
     assert all(s <= 1 for s in slept)
 
 
+def test_an_attempt_cut_by_the_deadline_keeps_the_answer_before_it():
+    """With a short interval the last attempt may start just before the deadline and get no answer;
+    the report still shows what the app last said (the unhealthy release's 'failing')."""
+    now = [0.0]
+
+    def fetcher(url, headers, deadline, request_timeout):
+        if deadline - now[0] < 0.3:
+            now[0] = deadline
+            return gate.Answer(error="no complete answer within 0.1 s (timed out)")
+        now[0] += 0.1
+        return gate.Answer(503, '{"status": "failing"}')
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    result = gate.run_gate("http://x/health", {"expect": {"status": "healthy"}}, timeout=2, interval=0.25,
+                           clock=lambda: now[0], sleep=sleep, fetcher=fetcher)
+    assert not result["passed"]
+    assert result["last_answer"].startswith("no complete answer within 0.1 s (timed out); the answer before: HTTP 503")
+    assert '"status": "failing"' in result["last_answer"]
+
+
 # --- identity against real processes ---------------------------------------------------------
 
 _LISTENER = textwrap.dedent("""
