@@ -16,11 +16,17 @@ description:
     C(__deploy_phase), and the audit record holds C(__deploy_durations).
   - Runs on the controller only, no connection to a host. The logic is plugins/module_utils/tsh_phase.py
     (unit tests in tests/unit/test_phase.py).
+  - The facts are host facts. A C(set_fact) of the same names would take precedence over them, so
+    nothing else may set them; a fact cache may keep them, so a run starts with O(reset).
 options:
   name:
     description: The phase to open; empty closes the open one only.
     type: str
     default: ""
+  reset:
+    description: Forget every phase before (the start of a run).
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
