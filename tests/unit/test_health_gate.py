@@ -2,6 +2,7 @@
 bound against real misbehaving HTTP servers on loopback, and the identity proof against real
 processes in /proc."""
 
+import contextlib
 import http.server
 import importlib.util
 import json
@@ -100,17 +101,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-@pytest.fixture()
-def server():
+@contextlib.contextmanager
+def _serving():
+    """A local health endpoint (_Handler) answering healthy with the real backend's body."""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
     httpd.mode = "healthy"
     httpd.body = REAL_BACKEND
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture()
+def server():
+    with _serving() as httpd:
+        yield httpd
 
 
 def _url(httpd):
@@ -367,15 +377,9 @@ def _gate_module(tmp_path, args):
 
 @pytest.fixture()
 def preview():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.mode = "healthy"
-    httpd.body = REAL_BACKEND
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    """A second endpoint, standing for nginx's preview listener."""
+    with _serving() as httpd:
+        yield httpd
 
 
 def test_module_then_asks_the_second_url_in_the_same_call(server, preview, tmp_path):
