@@ -13,9 +13,7 @@ description:
     gate's identity floor, so only a main process started by this call can pass it.
   - One round trip. The memory arithmetic is in plugins/module_utils/tsh_health.py (unit tests in
     tests/unit/test_health_gate.py).
-notes:
-  - Takes the host's deploy step lock (plugins/module_utils/tsh_steplock.py) for its whole run, so no two
-    deploy steps act at once on a host, also when a killed run left one running; waits up to 900 s for it.
+extends_documentation_fragment: [tsh.infra.steplock]
 options:
   unit: {description: The unit to start or restart., type: str, required: true}
   serving_unit: {description: The unit serving now; empty when nothing serves (the memory check passes)., type: str, default: ""}

@@ -12,17 +12,15 @@ description:
   - With a O(command), stops the O(timers) (a backup they start would hold pg_dump's locks while a
     migration waits) and restarts O(resume_timer), which starts them again should the run be killed;
     the deploy resumes them at its end. Then runs O(command) ({version} replaced by O(version)) and
-    returns the files it says it wrote (C(tsh-backup: wrote <path>) lines).
+    returns the files it says it wrote (its lines C(tsh-backup) C(wrote <path>)).
   - The logic is in plugins/module_utils/tsh_backup.py (unit tests in tests/unit/test_backup_phase.py).
-notes:
-  - Takes the host's deploy step lock (plugins/module_utils/tsh_steplock.py) for its whole run, so no two
-    deploy steps act at once on a host, also when a killed run left one running; waits up to 900 s for it.
+extends_documentation_fragment: [tsh.infra.steplock]
 options:
   database: {description: The application's database., type: str, required: true}
   port: {description: PostgreSQL's port., type: int, default: 5432}
   check_database: {description: Whether to check the database answers first., type: bool, default: true}
   command: {description: The backup command line; empty skips the pause and the backup., type: str, default: ""}
-  version: {description: The release id put into the command for {version}., type: str, default: ""}
+  version: {description: 'The release id put into the command for {version}.', type: str, default: ""}
   timers: {description: Timers paused until the deploy resumes them., type: list, elements: str, default: []}
   resume_timer: {description: Timer that resumes them should the run be killed (restarted)., type: str, default: ""}
   host: {description: This host's name, for messages., type: str, default: the database host}

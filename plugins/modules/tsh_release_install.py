@@ -16,11 +16,9 @@ description:
   - Without I(colour) it only unpacks (a web host that serves the static frontends).
   - The logic is in plugins/module_utils/tsh_release.py (unit tests in tests/unit/test_release_install.py).
   - The venv is made without pip when pip's own wheel is on the host (python3-pip-whl, which
-    python3-venv pulls in, or ensurepip's), and pip runs from that wheel: about 3 s less per
-    install. Otherwise the venv gets its own pip, as C(python -m venv) does.
-notes:
-  - Takes the host's deploy step lock (plugins/module_utils/tsh_steplock.py) for its whole run, so no two
-    deploy steps act at once on a host, also when a killed run left one running; waits up to 900 s for it.
+    python3-venv pulls in, or ensurepip's), and pip runs from that wheel (about 3 s less per
+    install). Otherwise the venv gets its own pip, as C(python -m venv) does.
+extends_documentation_fragment: [tsh.infra.steplock]
 options:
   base_dir: {description: The application's base directory., type: path, required: true}
   version: {description: The release id., type: str, required: true}

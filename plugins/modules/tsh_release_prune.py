@@ -12,9 +12,7 @@ description:
     no colour uses. Each removal renames first, so a kill leaves nothing half-removed under a
     release's name.
   - The logic is in plugins/module_utils/tsh_release.py (unit tests in tests/unit/test_release_install.py).
-notes:
-  - Takes the host's deploy step lock (plugins/module_utils/tsh_steplock.py) for its whole run, so no two
-    deploy steps act at once on a host, also when a killed run left one running; waits up to 900 s for it.
+extends_documentation_fragment: [tsh.infra.steplock]
 options:
   base_dir: {description: The application's base directory., type: path, required: true}
   keep: {description: How many of the newest releases to keep., type: int, default: 5}

@@ -16,9 +16,7 @@ description:
     C(<base_dir>/releases) and the ones the colours use, and removes unused venvs (as
     M(tsh.infra.tsh_release_prune), in the same round trip).
   - The logic is in plugins/module_utils/tsh_colour.py (unit tests in tests/unit/test_colour.py).
-notes:
-  - Takes the host's deploy step lock (plugins/module_utils/tsh_steplock.py) for its whole run, so no two
-    deploy steps act at once on a host, also when a killed run left one running; waits up to 900 s for it.
+extends_documentation_fragment: [tsh.infra.steplock]
 options:
   old_unit: {description: The colour that served before; empty when none did., type: str, default: ""}
   new_unit: {description: The colour serving now., type: str, required: true}
@@ -42,7 +40,7 @@ RETURN = r"""
 open: {description: Connections to the old colour still open when the wait ended., type: int, returned: always}
 drain_seconds: {description: Seconds waited for the drain., type: float, returned: always}
 changes: {description: What changed (units stopped, disabled, enabled)., type: list, returned: always}
-pruned: {description: Releases and venvs the prune removed ({releases, venvs})., type: dict, returned: always}
+pruned: {description: 'Releases and venvs the prune removed ({releases, venvs}).', type: dict, returned: always}
 """
 
 import subprocess  # noqa: E402

@@ -12,9 +12,7 @@ description:
     provisioning is moved aside to C(<path>.provisioned) the first time. Sites the release does not
     ship are left alone.
   - The logic is in plugins/module_utils/tsh_release.py (unit tests in tests/unit/test_release_install.py).
-notes:
-  - Takes the host's deploy step lock (plugins/module_utils/tsh_steplock.py) for its whole run, so no two
-    deploy steps act at once on a host, also when a killed run left one running; waits up to 900 s for it.
+extends_documentation_fragment: [tsh.infra.steplock]
 options:
   release_dir: {description: The release's directory., type: path, required: true}
   sites: {description: Site name to the path nginx serves., type: dict, default: {}}

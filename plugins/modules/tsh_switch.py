@@ -15,9 +15,7 @@ description:
   - C(state=reconciled) compares the link, the colour nginx serves now and the intent of an interrupted
     switch, and points the link at what nginx serves, so no later reload moves traffic without a gate.
     Fails, changing nothing, when nginx does not answer.
-notes:
-  - Takes the host's deploy step lock (plugins/module_utils/tsh_steplock.py) for its whole run, so no two
-    deploy steps act at once on a host, also when a killed run left one running; waits up to 900 s for it.
+extends_documentation_fragment: [tsh.infra.steplock]
 options:
   state: {description: What to do., type: str, choices: [switched, reconciled], default: reconciled}
   link: {description: The active upstream link., type: path, default: /etc/nginx/upstreams/tsh_erp_active.conf}

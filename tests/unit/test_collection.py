@@ -71,6 +71,21 @@ def test_ansible_doc_reads_a_module_by_its_fqcn(installed):
     assert "installed/ansible_collections/tsh/infra/plugins/modules/tsh_units.py" in out and "units" in out
 
 
+def test_ansible_doc_reads_every_module_of_the_installed_collection(installed):
+    """Each module's DOCUMENTATION, EXAMPLES and RETURN parse, with the doc fragments they extend
+    (plugins/doc_fragments): a colon-space in a description once broke three modules' pages."""
+    _, env, cwd = installed
+    names = sorted(f"tsh.infra.{p.stem}" for p in (REPO / "plugins/modules").glob("*.py"))
+    rc, out = _run(["ansible-doc", "--json", *names], cwd=cwd, env=env)
+    assert rc == 0 and "[ERROR]" not in out, out[-3000:]
+    docs, _ = json.JSONDecoder().raw_decode(out[out.index("{"):])  # warnings may follow on stderr
+    assert sorted(docs) == names
+    for name, page in docs.items():
+        assert page["doc"]["short_description"], name
+        assert page["examples"] and page["return"] is not None, name
+    assert any("deploy step lock" in note for note in docs["tsh.infra.tsh_switch"]["doc"]["notes"])
+
+
 PLAY = """\
 - name: Use tsh.infra by its fully qualified names
   hosts: localhost
